@@ -1,0 +1,142 @@
+//! The command-line definition, in one place.
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hdrmx_core::codec::{Bitshuffle, Codec, Compression, Lz4, Zstd};
+
+#[derive(Parser, Debug)]
+#[command(name = "hdrmx", version, about = "Fast codecs, reduction and peak search for EIGER-class detector data")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Encode or decode single HDF5 chunks (raw little-endian elements <-> filter bytes).
+    #[command(subcommand)]
+    Chunk(ChunkCommand),
+    /// Measure the codecs on simulated EIGER2 frames.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Simulate frames, round-trip them through every codec and print sizes and speeds.
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChunkCommand {
+    /// Raw elements in, the chunk bytes HDF5 stores out.
+    Encode {
+        #[command(flatten)]
+        codec: CodecArgs,
+        input: PathBuf,
+        output: PathBuf,
+    },
+    /// Chunk bytes in, raw elements out.
+    Decode {
+        #[command(flatten)]
+        codec: CodecArgs,
+        /// The chunk's uncompressed size in bytes (default: from the chunk header).
+        #[arg(long)]
+        size: Option<usize>,
+        input: PathBuf,
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Encode and decode speed and size of every codec, one thread.
+    Codecs(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Also write the frames here (`NAME.raw` + `NAME.json`) so another program can be measured
+    /// on exactly the same data.
+    #[arg(long)]
+    pub frames_dir: Option<PathBuf>,
+    /// Write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Seconds to spend on each measurement (at least 3 runs).
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Only the smaller frame (2068 x 2162 uint16).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// eiger2-1m, eiger2-4m, eiger2-9m or eiger2-16m.
+    #[arg(long, default_value = "eiger2-4m")]
+    pub detector: String,
+    /// Frames to simulate.
+    #[arg(long, default_value_t = 4)]
+    pub frames: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodecName {
+    /// Filter 32008, bitshuffle + LZ4.
+    Bslz4,
+    /// Filter 32008, bitshuffle + zstd.
+    Bszstd,
+    /// Filter 32008, bitshuffle only.
+    Bitshuffle,
+    /// Filter 32004, LZ4 blocks.
+    Lz4,
+    /// Filter 32015, zstd.
+    Zstd,
+}
+
+#[derive(Args, Debug)]
+pub struct CodecArgs {
+    #[arg(long, value_enum)]
+    pub codec: CodecName,
+    /// Bytes per element (bitshuffle codecs).
+    #[arg(long, default_value_t = 1)]
+    pub elem_size: usize,
+    /// Block size: elements for bitshuffle, bytes for lz4; 0 = default.
+    #[arg(long, default_value_t = 0)]
+    pub block_size: usize,
+    /// zstd compression level.
+    #[arg(long, default_value_t = 3)]
+    pub level: i32,
+}
+
+impl CodecArgs {
+    pub fn codec(&self) -> Result<Codec> {
+        let bitshuffle = |c| -> Result<Codec> {
+            Ok(Codec::Bitshuffle(Bitshuffle::new(self.elem_size, c)?.with_block_size(self.block_size)?))
+        };
+        Ok(match self.codec {
+            CodecName::Bslz4 => bitshuffle(Compression::Lz4)?,
+            CodecName::Bszstd => bitshuffle(Compression::Zstd { level: self.level })?,
+            CodecName::Bitshuffle => bitshuffle(Compression::None)?,
+            CodecName::Lz4 => Codec::Lz4(Lz4::new(self.block_size)?),
+            CodecName::Zstd => Codec::Zstd(Zstd::new(self.level)),
+        })
+    }
+}
+
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Result<()> {
+    let cli = Cli::parse_from(args);
+    match cli.command {
+        Command::Chunk(cmd) => crate::chunk::run(cmd),
+        Command::Bench(BenchCommand::Codecs(args)) => crate::bench::codecs(&args),
+        Command::Demo(args) => crate::bench::demo(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

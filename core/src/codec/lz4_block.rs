@@ -1,0 +1,165 @@
+//! An LZ4 block decoder for bit planes.
+//!
+//! lz4_flex copies every overlapping match one byte at a time, and bitshuffled detector data is
+//! almost nothing else: a plane is copied from the plane before it (offset 256 for a default u32
+//! block, length up to thousands) and zero runs repeat a few bytes back. Here a match with offset
+//! of 16 or more is copied in 16-byte steps (each step reads bytes already written), and a shorter
+//! offset is expanded into a 16-byte pattern written in steps of a whole number of periods.
+//!
+//! Copies may run up to 15 bytes past the end of a literal run or match when the buffer has room
+//! beyond the decoded length (a decoder gives it [`SLACK`] spare bytes); those bytes are
+//! overwritten by what follows or lie beyond the block. Without room, it copies exactly. Every
+//! length and offset is checked before use, so corrupt input gives an error, never a panic.
+#![forbid(unsafe_code)]
+
+/// Spare bytes after the decoded length that let copies run in whole 16-byte steps.
+pub(crate) const SLACK: usize = 32;
+
+const MIN_MATCH: usize = 4;
+
+/// Decodes one LZ4 block into `out[..len]`; `out[len..]` is scratch room. The block must decode
+/// to exactly `len` bytes.
+pub(crate) fn decompress(input: &[u8], out: &mut [u8], len: usize) -> Result<(), String> {
+    debug_assert!(out.len() >= len);
+    let mut i = 0; // input position
+    let mut d = 0; // output position
+    loop {
+        let token = *input.get(i).ok_or("LZ4 block ends before its last sequence")?;
+        i += 1;
+        // Literals.
+        let mut lit = usize::from(token >> 4);
+        if lit == 15 {
+            lit += read_length(input, &mut i)?;
+        }
+        if lit > input.len() - i {
+            return Err(format!("LZ4 literal run of {lit} bytes passes the end of the block"));
+        }
+        if lit > len - d {
+            return Err(format!("LZ4 data decompresses to more than {len} bytes"));
+        }
+        if lit <= 16 && input.len() - i >= 16 && out.len() - d >= 16 {
+            out[d..d + 16].copy_from_slice(&input[i..i + 16]);
+        } else {
+            out[d..d + lit].copy_from_slice(&input[i..i + lit]);
+        }
+        i += lit;
+        d += lit;
+        if i == input.len() {
+            break; // the last sequence has literals only
+        }
+        // Match.
+        let offset = match input.get(i..i + 2) {
+            Some(&[lo, hi]) => usize::from(u16::from_le_bytes([lo, hi])),
+            _ => return Err("LZ4 block ends inside a match offset".into()),
+        };
+        i += 2;
+        let mut length = usize::from(token & 15);
+        if length == 15 {
+            length += read_length(input, &mut i)?;
+        }
+        length += MIN_MATCH;
+        if offset == 0 || offset > d {
+            return Err(format!("LZ4 match offset {offset} at output byte {d} points before the block"));
+        }
+        if length > len - d {
+            return Err(format!("LZ4 data decompresses to more than {len} bytes"));
+        }
+        copy_match(out, d, offset, length);
+        d += length;
+    }
+    if d != len {
+        return Err(format!("LZ4 data decompresses to {d} bytes, expected {len}"));
+    }
+    Ok(())
+}
+
+/// Reads the 255-continued extension of a length.
+fn read_length(input: &[u8], i: &mut usize) -> Result<usize, String> {
+    let mut n = 0usize;
+    loop {
+        let b = *input.get(*i).ok_or("LZ4 block ends inside a length")?;
+        *i += 1;
+        n += usize::from(b);
+        if b != 255 {
+            return Ok(n);
+        }
+    }
+}
+
+/// Copies `length` bytes from `offset` back to `d` (checked: `offset <= d`, `d + length` within
+/// the decoded length).
+#[inline(always)]
+fn copy_match(out: &mut [u8], d: usize, offset: usize, length: usize) {
+    let src = d - offset;
+    let room = out.len() - d;
+    if room < length + 16 {
+        // Near the end of a buffer without slack: exactly, front to back.
+        for k in 0..length {
+            out[d + k] = out[src + k];
+        }
+        return;
+    }
+    if offset >= 16 {
+        // Each 16-byte step reads bytes written before it started.
+        let mut k = 0;
+        while k < length {
+            let chunk: [u8; 16] = out[src + k..src + k + 16].try_into().expect("16 bytes");
+            out[d + k..d + k + 16].copy_from_slice(&chunk);
+            k += 16;
+        }
+    } else {
+        // Repeat the period in 16-byte stores, advancing by a whole number of periods.
+        let mut pattern = [0u8; 16];
+        for (p, slot) in pattern.iter_mut().enumerate() {
+            *slot = out[src + p % offset];
+        }
+        let step = 16 - 16 % offset;
+        let mut k = 0;
+        while k < length {
+            out[d + k..d + k + 16].copy_from_slice(&pattern);
+            k += step;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(data: &[u8]) {
+        let c = lz4_flex::block::compress(data);
+        for slack in [0, SLACK] {
+            let mut out = vec![0xEE; data.len() + slack];
+            decompress(&c, &mut out, data.len()).unwrap();
+            assert_eq!(&out[..data.len()], data, "slack {slack}");
+        }
+    }
+
+    #[test]
+    fn decodes_what_lz4_flex_encodes() {
+        check(b"");
+        check(b"a");
+        check(&[0u8; 1000]);
+        for period in 1..40 {
+            let v: Vec<u8> = (0..3000).map(|i| ((i % period) * 7 + i / 1000) as u8).collect();
+            check(&v);
+        }
+        let mut x = 12345u32;
+        let noisy: Vec<u8> = (0..10_000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if (x >> 16) % 5 == 0 { (x >> 24) as u8 } else { 0 }
+            })
+            .collect();
+        check(&noisy);
+    }
+
+    #[test]
+    fn rejects_offsets_before_the_block() {
+        // token: 1 literal, match length 4; literal 'x'; offset 2 (only 1 byte written).
+        let err = decompress(&[0x10, b'x', 2, 0], &mut [0; 64], 5).unwrap_err();
+        assert!(err.contains("points before the block"), "{err}");
+        let err = decompress(&[0x10, b'x', 0, 0], &mut [0; 64], 5).unwrap_err();
+        assert!(err.contains("offset 0"), "{err}");
+    }
+}
