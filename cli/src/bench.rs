@@ -23,7 +23,10 @@ fn bench_frames(quick: bool) -> Vec<(String, FrameSpec)> {
     if !quick {
         frames.insert(
             0,
-            ("16m_uint32_bg0.05".to_string(), FrameSpec::new(Detector::EIGER2_16M, PixelType::U32, 0.05, 300, 1)),
+            (
+                "16m_uint32_bg0.05".to_string(),
+                FrameSpec::new(Detector::EIGER2_16M, PixelType::U32, 0.05, 300, 1),
+            ),
         );
     }
     frames
@@ -31,11 +34,23 @@ fn bench_frames(quick: bool) -> Vec<(String, FrameSpec)> {
 
 fn all_codecs(elem_size: usize) -> Result<Vec<(&'static str, Codec)>> {
     Ok(vec![
-        ("bslz4", Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Lz4)?)),
-        ("bszstd", Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Zstd { level: ZSTD_LEVEL })?)),
+        (
+            "bslz4",
+            Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Lz4)?),
+        ),
+        (
+            "bszstd",
+            Codec::Bitshuffle(Bitshuffle::new(
+                elem_size,
+                Compression::Zstd { level: ZSTD_LEVEL },
+            )?),
+        ),
         ("lz4", Codec::Lz4(Lz4::default())),
         ("zstd", Codec::Zstd(Zstd::new(ZSTD_LEVEL))),
-        ("bitshuffle", Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::None)?)),
+        (
+            "bitshuffle",
+            Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::None)?),
+        ),
     ])
 }
 
@@ -87,20 +102,34 @@ struct Report {
 
 /// Encodes and decodes `frames` with `codec`, checking the round trip; sizes summed, speeds in
 /// MB/s of uncompressed data.
-fn measure(name: &str, codec: &Codec, frames: &[Vec<u8>], seconds: f64) -> Result<(usize, f64, f64)> {
+fn measure(
+    name: &str,
+    codec: &Codec,
+    frames: &[Vec<u8>],
+    seconds: f64,
+) -> Result<(usize, f64, f64)> {
     let mut encoded: Vec<Vec<u8>> = Vec::new();
     for frame in frames {
         let mut buf = vec![0u8; codec.max_encoded_len(frame.len())];
         let len = codec.encode_into(frame, &mut buf)?;
         buf.truncate(len);
         let mut out = vec![0u8; frame.len()];
-        codec.decode(&buf, &mut out).with_context(|| format!("{name}: decoding our own chunk"))?;
+        codec
+            .decode(&buf, &mut out)
+            .with_context(|| format!("{name}: decoding our own chunk"))?;
         ensure!(&out == frame, "{name}: round trip changed the data");
         encoded.push(buf);
     }
     let raw: usize = frames.iter().map(Vec::len).sum();
     let compressed = encoded.iter().map(Vec::len).sum();
-    let mut dst = vec![0u8; frames.iter().map(|f| codec.max_encoded_len(f.len())).max().unwrap_or(0)];
+    let mut dst = vec![
+        0u8;
+        frames
+            .iter()
+            .map(|f| codec.max_encoded_len(f.len()))
+            .max()
+            .unwrap_or(0)
+    ];
     let encode = median_seconds(seconds, || {
         for frame in frames {
             codec.encode_into(frame, &mut dst).expect("encoded above");
@@ -109,7 +138,9 @@ fn measure(name: &str, codec: &Codec, frames: &[Vec<u8>], seconds: f64) -> Resul
     let mut out = vec![0u8; frames.iter().map(Vec::len).max().unwrap_or(0)];
     let decode = median_seconds(seconds, || {
         for (chunk, frame) in encoded.iter().zip(frames) {
-            codec.decode(chunk, &mut out[..frame.len()]).expect("decoded above");
+            codec
+                .decode(chunk, &mut out[..frame.len()])
+                .expect("decoded above");
         }
     });
     Ok((compressed, mbps(raw, encode), mbps(raw, decode)))
@@ -122,7 +153,10 @@ fn measure_kernel(kernel: Kernel, frame: &[u8], elem_size: usize, seconds: f64) 
     let mut planes = vec![0u8; whole];
     let mut back = vec![0u8; whole];
     let t = median_seconds(seconds, || {
-        for (src, dst) in frame[..whole].chunks_exact(block).zip(planes.chunks_exact_mut(block)) {
+        for (src, dst) in frame[..whole]
+            .chunks_exact(block)
+            .zip(planes.chunks_exact_mut(block))
+        {
             kernel.transpose(src, dst, elem_size);
         }
     });
@@ -145,13 +179,23 @@ fn write_frame(dir: &Path, name: &str, frame: &Frame, bytes: &[u8]) -> Result<()
         "zstd_level": ZSTD_LEVEL,
         "spots": frame.spots.len(),
     });
-    std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&meta)?,
+    )?;
     Ok(())
 }
 
 pub fn codecs(args: &BenchArgs) -> Result<()> {
-    let mut report = Report { kernel: Kernel::best().name(), results: Vec::new(), kernels: Vec::new() };
-    println!("hdrmx codecs, one thread, transpose kernel {}", report.kernel);
+    let mut report = Report {
+        kernel: Kernel::best().name(),
+        results: Vec::new(),
+        kernels: Vec::new(),
+    };
+    println!(
+        "hdrmx codecs, one thread, transpose kernel {}",
+        report.kernel
+    );
     for (name, spec) in bench_frames(args.quick) {
         let frame = sim::simulate(&spec);
         let bytes = frame.to_bytes();
@@ -159,8 +203,17 @@ pub fn codecs(args: &BenchArgs) -> Result<()> {
             write_frame(dir, &name, &frame, &bytes)?;
         }
         let e = spec.pixel_type.size();
-        println!("\n{name}: {} x {} {}, {:.1} MB", frame.nx, frame.ny, frame.pixel_type.name(), bytes.len() as f64 / 1e6);
-        println!("  {:<11} {:>12} {:>8} {:>12} {:>12}", "codec", "bytes", "ratio", "encode MB/s", "decode MB/s");
+        println!(
+            "\n{name}: {} x {} {}, {:.1} MB",
+            frame.nx,
+            frame.ny,
+            frame.pixel_type.name(),
+            bytes.len() as f64 / 1e6
+        );
+        println!(
+            "  {:<11} {:>12} {:>8} {:>12} {:>12}",
+            "codec", "bytes", "ratio", "encode MB/s", "decode MB/s"
+        );
         let frames = [bytes];
         for (codec_name, codec) in all_codecs(e)? {
             let (compressed, enc, dec) = measure(codec_name, &codec, &frames, args.seconds)?;
@@ -177,7 +230,10 @@ pub fn codecs(args: &BenchArgs) -> Result<()> {
         }
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
             let (t, u) = measure_kernel(kernel, &frames[0], e, args.seconds / 2.0);
-            println!("  transpose {:<7} {t:>8.0} MB/s   untranspose {u:>8.0} MB/s", kernel.name());
+            println!(
+                "  transpose {:<7} {t:>8.0} MB/s   untranspose {u:>8.0} MB/s",
+                kernel.name()
+            );
             report.kernels.push(KernelResult {
                 frame: name.clone(),
                 kernel: kernel.name(),
@@ -187,14 +243,18 @@ pub fn codecs(args: &BenchArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
 
 pub fn demo(args: &DemoArgs) -> Result<()> {
     let Some(detector) = Detector::by_name(&args.detector) else {
-        bail!("unknown detector {:?} (eiger2-1m, eiger2-4m, eiger2-9m, eiger2-16m)", args.detector)
+        bail!(
+            "unknown detector {:?} (eiger2-1m, eiger2-4m, eiger2-9m, eiger2-16m)",
+            args.detector
+        )
     };
     ensure!(args.frames > 0, "--frames must be at least 1");
     println!(
@@ -205,10 +265,22 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         detector.ny()
     );
     let frames: Vec<Vec<u8>> = (0..args.frames)
-        .map(|i| sim::simulate(&FrameSpec::new(detector, PixelType::U32, 0.05, 300, i as u64 + 1)).to_bytes())
+        .map(|i| {
+            sim::simulate(&FrameSpec::new(
+                detector,
+                PixelType::U32,
+                0.05,
+                300,
+                i as u64 + 1,
+            ))
+            .to_bytes()
+        })
         .collect();
     let raw: usize = frames.iter().map(Vec::len).sum();
-    println!("Round trip through every codec, one thread, transpose kernel {}:\n", Kernel::best().name());
+    println!(
+        "Round trip through every codec, one thread, transpose kernel {}:\n",
+        Kernel::best().name()
+    );
     println!("| codec | filter | stored MB | ratio | encode MB/s | decode MB/s |");
     println!("|---|---|---:|---:|---:|---:|");
     println!("| none | - | {:.1} | 1.00 | - | - |", raw as f64 / 1e6);

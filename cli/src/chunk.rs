@@ -7,20 +7,33 @@ use crate::cli::ChunkCommand;
 
 pub fn run(cmd: ChunkCommand) -> Result<()> {
     match cmd {
-        ChunkCommand::Encode { codec, input, output } => {
-            let raw = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+        ChunkCommand::Encode {
+            codec,
+            input,
+            output,
+        } => {
+            let raw =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let chunk = codec.codec()?.encode(&raw)?;
             std::fs::write(&output, chunk).with_context(|| format!("writing {}", output.display()))
         }
-        ChunkCommand::Decode { codec, size, input, output } => {
-            let chunk = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+        ChunkCommand::Decode {
+            codec,
+            size,
+            input,
+            output,
+        } => {
+            let chunk =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let codec = codec.codec()?;
             let size = match size {
                 Some(size) => size,
                 None => header_size(&codec, &chunk)?,
             };
             let mut out = vec![0u8; size];
-            codec.decode(&chunk, &mut out).with_context(|| format!("decoding {}", input.display()))?;
+            codec
+                .decode(&chunk, &mut out)
+                .with_context(|| format!("decoding {}", input.display()))?;
             std::fs::write(&output, out).with_context(|| format!("writing {}", output.display()))
         }
     }
@@ -34,7 +47,9 @@ fn header_size(codec: &Codec, chunk: &[u8]) -> Result<usize> {
         Codec::Lz4(c) => Some(c.decoded_len(chunk)?),
         Codec::Zstd(c) => c.decoded_len(chunk),
     };
-    let Some(declared) = declared else { bail!("the chunk does not declare its size: pass --size") };
+    let Some(declared) = declared else {
+        bail!("the chunk does not declare its size: pass --size")
+    };
     const LIMIT: u64 = 1 << 32;
     if declared > LIMIT {
         bail!("the chunk claims {declared} bytes; pass --size if that is right");

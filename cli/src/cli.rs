@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hdrmx_core::codec::{Bitshuffle, Codec, Compression, Lz4, Zstd};
 
 #[derive(Parser, Debug)]
-#[command(name = "hdrmx", version, about = "Fast codecs, reduction and peak search for EIGER-class detector data")]
+#[command(
+    name = "hdrmx",
+    version,
+    about = "Fast codecs, reduction and peak search for EIGER-class detector data"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,7 +115,9 @@ pub struct CodecArgs {
 impl CodecArgs {
     pub fn codec(&self) -> Result<Codec> {
         let bitshuffle = |c| -> Result<Codec> {
-            Ok(Codec::Bitshuffle(Bitshuffle::new(self.elem_size, c)?.with_block_size(self.block_size)?))
+            Ok(Codec::Bitshuffle(
+                Bitshuffle::new(self.elem_size, c)?.with_block_size(self.block_size)?,
+            ))
         };
         Ok(match self.codec {
             CodecName::Bslz4 => bitshuffle(Compression::Lz4)?,

@@ -1,1 +1,175 @@
-fn main(){}
+//! Project tasks: `cargo xtask bootstrap|test|demo|bench`.
+//!
+//! Everything a fresh machine needs is installed here (Debian packages when root, cargo-fuzz,
+//! a Python virtualenv with pinned test dependencies), so `cargo xtask test` is the one command
+//! for CI and for people.
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+mod bench;
+mod bootstrap;
+mod fuzz;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  bootstrap              install what the tests need (Debian packages, cargo-fuzz, .venv)
+  test [--quick] [--fuzz-seconds N]
+                         the whole suite: fmt, clippy, cargo tests (also with SIMD off),
+                         Python tests against the reference, fuzz smoke runs (60 s each)
+  demo                   simulate EIGER2 frames and round-trip them through every codec
+  bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
+                         thread, with ratios";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    match args.first().map(String::as_str) {
+        Some("bootstrap") => bootstrap::all(),
+        Some("test") => {
+            let fuzz_seconds = match value("--fuzz-seconds") {
+                Some(v) => v.parse().context("--fuzz-seconds takes a number")?,
+                None => 60,
+            };
+            test(flag("--quick"), fuzz_seconds)
+        }
+        Some("demo") => cargo(&[
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "hdrmx-cli",
+            "--",
+            "demo",
+        ]),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("codecs") => bench::codecs(flag("--quick")),
+            _ => bail!("bench what?\n\n{USAGE}"),
+        },
+        _ => {
+            println!("{USAGE}");
+            Ok(())
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `cargo` as the one that runs us.
+pub fn cargo_cmd() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+pub fn cargo(args: &[&str]) -> Result<()> {
+    run_cmd(cargo_cmd().args(args))
+}
+
+/// Runs a command to completion, failing loudly with the command line.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let line = format!("{cmd:?}");
+    eprintln!("$ {line}");
+    let status = cmd.status().with_context(|| format!("starting {line}"))?;
+    if !status.success() {
+        bail!("{line} failed: {status}");
+    }
+    Ok(())
+}
+
+fn test(quick: bool, fuzz_seconds: u64) -> Result<()> {
+    bootstrap::all()?;
+    let python = bootstrap::venv_python();
+    let mut stages: Vec<(&str, Box<dyn Fn() -> Result<()>>)> = vec![
+        (
+            "fmt",
+            Box::new(|| cargo(&["fmt", "--all", "--", "--check"])),
+        ),
+        (
+            "clippy",
+            Box::new(|| {
+                cargo(&[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+            }),
+        ),
+        ("cargo test", Box::new(|| cargo(&["test", "--workspace"]))),
+        (
+            // The portable fallback alone: every SIMD path has a scalar twin that must hold up.
+            "cargo test, SIMD off",
+            Box::new(|| {
+                run_cmd(
+                    cargo_cmd()
+                        .args(["test", "-p", "hdrmx-core"])
+                        .env("HDRMX_SIMD", "scalar"),
+                )
+            }),
+        ),
+        (
+            "python tests",
+            Box::new(move || {
+                cargo(&["build", "--release", "-p", "hdrmx-cli"])?;
+                let bin = root().join("target/release/hdrmx");
+                run_cmd(
+                    Command::new(&python)
+                        .args(["-m", "pytest", "-q", "tests/python"])
+                        .current_dir(root())
+                        .env("HDRMX_BIN", bin),
+                )
+            }),
+        ),
+    ];
+    if !quick {
+        stages.push(("fuzz", Box::new(move || fuzz::smoke(fuzz_seconds))));
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for (name, stage) in &stages {
+        let start = Instant::now();
+        eprintln!("\n=== {name}");
+        match stage() {
+            Ok(()) => {
+                passed += 1;
+                eprintln!("=== {name}: ok ({:.0} s)", start.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("=== {name}: FAILED: {e:#}");
+            }
+        }
+    }
+    println!("\nstages: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} stage(s) failed");
+    }
+    Ok(())
+}

@@ -89,7 +89,11 @@ impl Bitshuffle {
                 supported: Self::ELEM_SIZES,
             });
         }
-        Ok(Bitshuffle { elem_size, block_size: default_block_size(elem_size), compression })
+        Ok(Bitshuffle {
+            elem_size,
+            block_size: default_block_size(elem_size),
+            compression,
+        })
     }
 
     /// Sets the block size in elements; 0 means the default.
@@ -118,7 +122,9 @@ impl Bitshuffle {
         let compression = match cd.get(4).copied().unwrap_or(0) {
             0 => Compression::None,
             2 => Compression::Lz4,
-            3 => Compression::Zstd { level: cd.get(5).map_or(3, |&l| l as i32) },
+            3 => Compression::Zstd {
+                level: cd.get(5).map_or(3, |&l| l as i32),
+            },
             other => {
                 return Err(CodecError::BadParameters {
                     codec: NAME,
@@ -126,12 +132,18 @@ impl Bitshuffle {
                 })
             }
         };
-        Bitshuffle::new(elem, compression)?.with_block_size(cd.get(3).copied().unwrap_or(0) as usize)
+        Bitshuffle::new(elem, compression)?
+            .with_block_size(cd.get(3).copied().unwrap_or(0) as usize)
     }
 
     /// The cd_values that describe these parameters, as the reference writes them.
     pub fn cd_values(&self) -> Vec<u32> {
-        let mut cd = vec![CD_VERSION[0], CD_VERSION[1], self.elem_size as u32, self.block_size as u32];
+        let mut cd = vec![
+            CD_VERSION[0],
+            CD_VERSION[1],
+            self.elem_size as u32,
+            self.block_size as u32,
+        ];
         match self.compression {
             Compression::None => {}
             Compression::Lz4 => cd.push(2),
@@ -155,7 +167,11 @@ impl Bitshuffle {
 
     fn check_len(&self, len: usize) -> Result<usize, CodecError> {
         if len % self.elem_size != 0 {
-            return Err(CodecError::PartialElement { codec: NAME, len, elem_size: self.elem_size });
+            return Err(CodecError::PartialElement {
+                codec: NAME,
+                len,
+                elem_size: self.elem_size,
+            });
         }
         Ok(len / self.elem_size)
     }
@@ -178,8 +194,14 @@ impl Bitshuffle {
             Compression::Lz4 => 4 + block::lz4_bound(bytes),
             Compression::Zstd { .. } => 4 + block::zstd_bound(bytes),
         };
-        let header = if self.compression == Compression::None { 0 } else { HEADER_LEN };
-        let blocks: usize = blocks(n, self.block_size).map(|(_, count)| bound(count * e)).sum();
+        let header = if self.compression == Compression::None {
+            0
+        } else {
+            HEADER_LEN
+        };
+        let blocks: usize = blocks(n, self.block_size)
+            .map(|(_, count)| bound(count * e))
+            .sum();
         header + blocks + (len - n / 8 * 8 * e)
     }
 
@@ -221,7 +243,9 @@ impl Bitshuffle {
         let e = self.elem_size;
         let mut input = plan.body;
         let count = blocks(plan.n, plan.block_size).count();
-        let sources = (0..count).map(|index| input.block(index)).collect::<Result<Vec<_>, _>>()?;
+        let sources = (0..count)
+            .map(|index| input.block(index))
+            .collect::<Result<Vec<_>, _>>()?;
         let full_len = plan.n / 8 * 8 * e;
         let (body, _) = out.split_at_mut(full_len);
         body.par_chunks_mut(plan.block_size * e)
@@ -249,14 +273,26 @@ impl Bitshuffle {
                     expected: out_len as u64,
                 });
             }
-            return Ok(Plan { body: input, n, block_size: self.block_size });
+            return Ok(Plan {
+                body: input,
+                n,
+                block_size: self.block_size,
+            });
         }
         let claimed = input.u64_be(|| "chunk header".into())?;
         let block_bytes = input.u32_be(|| "chunk header".into())?;
         if claimed != out_len as u64 {
-            return Err(CodecError::SizeMismatch { codec: NAME, claimed, expected: out_len as u64 });
+            return Err(CodecError::SizeMismatch {
+                codec: NAME,
+                claimed,
+                expected: out_len as u64,
+            });
         }
-        let bad = |reason| CodecError::BadBlockSize { codec: NAME, block_size: u64::from(block_bytes), reason };
+        let bad = |reason| CodecError::BadBlockSize {
+            codec: NAME,
+            block_size: u64::from(block_bytes),
+            reason,
+        };
         let e = self.elem_size;
         if block_bytes == 0 {
             return Err(bad("zero"));
@@ -268,7 +304,11 @@ impl Bitshuffle {
         if block_size % BLOCK_MULTIPLE != 0 {
             return Err(bad("not a multiple of 8 elements"));
         }
-        Ok(Plan { body: input, n, block_size })
+        Ok(Plan {
+            body: input,
+            n,
+            block_size,
+        })
     }
 
     /// Decompresses block `index` into `dst` less its last [`SLACK`] bytes, which are room.
@@ -279,7 +319,11 @@ impl Bitshuffle {
             Compression::Zstd { .. } => block::zstd_decompress(src, &mut dst[..len]),
             Compression::None => unreachable!("uncompressed blocks are not decompressed"),
         };
-        result.map_err(|reason| CodecError::CorruptBlock { codec: NAME, block: index, reason })
+        result.map_err(|reason| CodecError::CorruptBlock {
+            codec: NAME,
+            block: index,
+            reason,
+        })
     }
 
     /// Encodes `src` into `dst`, which must hold [`Bitshuffle::max_encoded_len`] bytes; returns
@@ -288,7 +332,11 @@ impl Bitshuffle {
         let n = self.check_len(src.len())?;
         let need = self.max_encoded_len(src.len());
         if dst.len() < need {
-            return Err(CodecError::OutputTooSmall { codec: NAME, expected: need, actual: dst.len() });
+            return Err(CodecError::OutputTooSmall {
+                codec: NAME,
+                expected: need,
+                actual: dst.len(),
+            });
         }
         let e = self.elem_size;
         let mut pos = 0;
@@ -310,7 +358,10 @@ impl Bitshuffle {
                 let size = match self.compression {
                     Compression::Lz4 => block::lz4_compress(planes, body),
                     Compression::Zstd { level } => block::zstd_compress(planes, body, level)
-                        .map_err(|reason| CodecError::BadParameters { codec: NAME, reason })?,
+                        .map_err(|reason| CodecError::BadParameters {
+                            codec: NAME,
+                            reason,
+                        })?,
                     Compression::None => unreachable!(),
                 };
                 pos = put_u32_be(dst, pos, size as u32) + size;
@@ -321,7 +372,6 @@ impl Bitshuffle {
         dst[pos..pos + tail.len()].copy_from_slice(tail);
         Ok(pos + tail.len())
     }
-
 }
 
 struct Plan<'a> {
@@ -331,9 +381,16 @@ struct Plan<'a> {
 }
 
 /// Copies the last `n % 8` elements, stored raw, and checks nothing follows them.
-fn finish_tail(input: &mut Cursor<'_>, n: usize, e: usize, out: &mut [u8]) -> Result<(), CodecError> {
+fn finish_tail(
+    input: &mut Cursor<'_>,
+    n: usize,
+    e: usize,
+    out: &mut [u8],
+) -> Result<(), CodecError> {
     let start = n / 8 * 8 * e;
-    let tail = input.take(out.len() - start, || format!("the last {} elements, stored raw", n % 8))?;
+    let tail = input.take(out.len() - start, || {
+        format!("the last {} elements, stored raw", n % 8)
+    })?;
     out[start..].copy_from_slice(tail);
     input.finish()
 }

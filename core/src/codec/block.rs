@@ -34,7 +34,10 @@ pub(crate) fn zstd_decompress(src: &[u8], dst: &mut [u8]) -> Result<(), String> 
         let d = slot.as_mut().expect("set above");
         match d.decompress_to_buffer(src, dst) {
             Ok(n) if n == dst.len() => Ok(()),
-            Ok(n) => Err(format!("zstd data decompresses to {n} bytes, expected {}", dst.len())),
+            Ok(n) => Err(format!(
+                "zstd data decompresses to {n} bytes, expected {}",
+                dst.len()
+            )),
             Err(e) => Err(format!("zstd: {e}")),
         }
     })
@@ -54,10 +57,12 @@ pub(crate) fn zstd_compress(src: &[u8], dst: &mut [u8], level: i32) -> Result<us
     ZSTD_C.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !matches!(&*slot, Some((l, _)) if *l == level) {
-            let c = zstd::bulk::Compressor::new(level).map_err(|e| format!("zstd level {level}: {e}"))?;
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| format!("zstd level {level}: {e}"))?;
             *slot = Some((level, c));
         }
         let (_, c) = slot.as_mut().expect("set above");
-        c.compress_to_buffer(src, dst).map_err(|e| format!("zstd: {e}"))
+        c.compress_to_buffer(src, dst)
+            .map_err(|e| format!("zstd: {e}"))
     })
 }

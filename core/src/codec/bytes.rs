@@ -10,7 +10,11 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(codec: &'static str, data: &'a [u8]) -> Self {
-        Cursor { codec, data, pos: 0 }
+        Cursor {
+            codec,
+            data,
+            pos: 0,
+        }
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -18,7 +22,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next `len` bytes, or a truncation error naming `what`.
-    pub(crate) fn take(&mut self, len: usize, what: impl FnOnce() -> String) -> Result<&'a [u8], CodecError> {
+    pub(crate) fn take(
+        &mut self,
+        len: usize,
+        what: impl FnOnce() -> String,
+    ) -> Result<&'a [u8], CodecError> {
         if len > self.remaining() {
             return Err(truncated(self.codec, what(), len, self.remaining()));
         }
@@ -55,7 +63,10 @@ impl<'a> Cursor<'a> {
     pub(crate) fn finish(&self) -> Result<(), CodecError> {
         match self.remaining() {
             0 => Ok(()),
-            extra => Err(CodecError::TrailingBytes { codec: self.codec, extra: extra as u64 }),
+            extra => Err(CodecError::TrailingBytes {
+                codec: self.codec,
+                extra: extra as u64,
+            }),
         }
     }
 }

@@ -24,7 +24,9 @@ pub struct Lz4 {
 
 impl Default for Lz4 {
     fn default() -> Self {
-        Lz4 { block_size: DEFAULT_BLOCK_SIZE }
+        Lz4 {
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
     }
 }
 
@@ -64,7 +66,10 @@ impl Lz4 {
     pub fn max_encoded_len(&self, len: usize) -> usize {
         let block = self.block_size.min(len).max(1);
         let blocks = len.div_ceil(block);
-        HEADER_LEN + blocks * 4 + blocks.saturating_sub(1) * block::lz4_bound(block) + block::lz4_bound(block)
+        HEADER_LEN
+            + blocks * 4
+            + blocks.saturating_sub(1) * block::lz4_bound(block)
+            + block::lz4_bound(block)
     }
 
     /// Decodes `chunk` into `out`, whose length is the chunk's known uncompressed size.
@@ -73,18 +78,31 @@ impl Lz4 {
         let claimed = input.u64_be(|| "chunk header".into())?;
         let block_size = input.u32_be(|| "chunk header".into())? as usize;
         if claimed != out.len() as u64 {
-            return Err(CodecError::SizeMismatch { codec: NAME, claimed, expected: out.len() as u64 });
+            return Err(CodecError::SizeMismatch {
+                codec: NAME,
+                claimed,
+                expected: out.len() as u64,
+            });
         }
         if block_size == 0 && !out.is_empty() {
-            return Err(CodecError::BadBlockSize { codec: NAME, block_size: 0, reason: "zero" });
+            return Err(CodecError::BadBlockSize {
+                codec: NAME,
+                block_size: 0,
+                reason: "zero",
+            });
         }
         for (index, dst) in out.chunks_mut(block_size.max(1)).enumerate() {
             let src = input.block(index)?;
             if src.len() == dst.len() {
                 dst.copy_from_slice(src);
             } else {
-                block::lz4_decompress(src, dst, dst.len())
-                    .map_err(|reason| CodecError::CorruptBlock { codec: NAME, block: index, reason })?;
+                block::lz4_decompress(src, dst, dst.len()).map_err(|reason| {
+                    CodecError::CorruptBlock {
+                        codec: NAME,
+                        block: index,
+                        reason,
+                    }
+                })?;
             }
         }
         input.finish()
@@ -94,7 +112,11 @@ impl Lz4 {
     pub fn encode_into(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CodecError> {
         let need = self.max_encoded_len(src.len());
         if dst.len() < need {
-            return Err(CodecError::OutputTooSmall { codec: NAME, expected: need, actual: dst.len() });
+            return Err(CodecError::OutputTooSmall {
+                codec: NAME,
+                expected: need,
+                actual: dst.len(),
+            });
         }
         // Like the reference, a chunk smaller than the block size is one block of its own size.
         let block_size = self.block_size.min(src.len());
@@ -112,5 +134,4 @@ impl Lz4 {
         }
         Ok(pos)
     }
-
 }

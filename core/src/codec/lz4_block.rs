@@ -2,11 +2,12 @@
 //!
 //! lz4_flex copies every overlapping match one byte at a time, and bitshuffled detector data is
 //! almost nothing else: a plane is copied from the plane before it (offset 256 for a default u32
-//! block, length up to thousands) and zero runs repeat a few bytes back. Here a match with offset
-//! of 16 or more is copied in 16-byte steps (each step reads bytes already written), and a shorter
-//! offset is expanded into a 16-byte pattern written in steps of a whole number of periods.
+//! block, length up to thousands) and zero runs repeat a few bytes back. Here a match with an
+//! offset of 16 or more is copied in 16-byte steps or period-long memmoves (each reads bytes
+//! already written), and a shorter offset is expanded into a 16-byte pattern written in steps of
+//! a whole number of periods.
 //!
-//! Copies may run up to 15 bytes past the end of a literal run or match when the buffer has room
+//! Copies may run up to 31 bytes past the end of a literal run or match when the buffer has room
 //! beyond the decoded length (a decoder gives it [`SLACK`] spare bytes); those bytes are
 //! overwritten by what follows or lie beyond the block. Without room, it copies exactly. Every
 //! length and offset is checked before use, so corrupt input gives an error, never a panic.
@@ -24,7 +25,9 @@ pub(crate) fn decompress(input: &[u8], out: &mut [u8], len: usize) -> Result<(),
     let mut i = 0; // input position
     let mut d = 0; // output position
     loop {
-        let token = *input.get(i).ok_or("LZ4 block ends before its last sequence")?;
+        let token = *input
+            .get(i)
+            .ok_or("LZ4 block ends before its last sequence")?;
         i += 1;
         // Literals.
         let mut lit = usize::from(token >> 4);
@@ -32,7 +35,9 @@ pub(crate) fn decompress(input: &[u8], out: &mut [u8], len: usize) -> Result<(),
             lit += read_length(input, &mut i)?;
         }
         if lit > input.len() - i {
-            return Err(format!("LZ4 literal run of {lit} bytes passes the end of the block"));
+            return Err(format!(
+                "LZ4 literal run of {lit} bytes passes the end of the block"
+            ));
         }
         if lit > len - d {
             return Err(format!("LZ4 data decompresses to more than {len} bytes"));
@@ -59,7 +64,9 @@ pub(crate) fn decompress(input: &[u8], out: &mut [u8], len: usize) -> Result<(),
         }
         length += MIN_MATCH;
         if offset == 0 || offset > d {
-            return Err(format!("LZ4 match offset {offset} at output byte {d} points before the block"));
+            return Err(format!(
+                "LZ4 match offset {offset} at output byte {d} points before the block"
+            ));
         }
         if length > len - d {
             return Err(format!("LZ4 data decompresses to more than {len} bytes"));
@@ -68,7 +75,9 @@ pub(crate) fn decompress(input: &[u8], out: &mut [u8], len: usize) -> Result<(),
         d += length;
     }
     if d != len {
-        return Err(format!("LZ4 data decompresses to {d} bytes, expected {len}"));
+        return Err(format!(
+            "LZ4 data decompresses to {d} bytes, expected {len}"
+        ));
     }
     Ok(())
 }
@@ -91,8 +100,7 @@ fn read_length(input: &[u8], i: &mut usize) -> Result<usize, String> {
 #[inline(always)]
 fn copy_match(out: &mut [u8], d: usize, offset: usize, length: usize) {
     let src = d - offset;
-    let room = out.len() - d;
-    if room < length + 16 {
+    if out.len() - d < length + 32 {
         // Near the end of a buffer without slack: exactly, front to back.
         for k in 0..length {
             out[d + k] = out[src + k];
@@ -100,19 +108,39 @@ fn copy_match(out: &mut [u8], d: usize, offset: usize, length: usize) {
         return;
     }
     if offset >= 16 {
-        // Each 16-byte step reads bytes written before it started.
-        let mut k = 0;
-        while k < length {
-            let chunk: [u8; 16] = out[src + k..src + k + 16].try_into().expect("16 bytes");
-            out[d + k..d + k + 16].copy_from_slice(&chunk);
-            k += 16;
+        if length <= 32 {
+            // Short matches, the most common: two fixed 16-byte steps, each reading bytes
+            // written before it (offset >= 16).
+            copy16(out, src, d);
+            if length > 16 {
+                copy16(out, src + 16, d + 16);
+            }
+        } else if offset >= 64 {
+            // Long, like a plane copied from the one before: a whole period at a time, each
+            // piece a non-overlapping memmove.
+            let mut k = 0;
+            while k < length {
+                let n = offset.min(length - k);
+                out.copy_within(src + k..src + k + n, d + k);
+                k += n;
+            }
+        } else {
+            let mut k = 0;
+            while k < length {
+                copy16(out, src + k, d + k);
+                k += 16;
+            }
         }
     } else {
         // Repeat the period in 16-byte stores, advancing by a whole number of periods.
-        let mut pattern = [0u8; 16];
-        for (p, slot) in pattern.iter_mut().enumerate() {
-            *slot = out[src + p % offset];
+        let head: [u8; 16] = out[src..src + 16].try_into().expect("16 bytes");
+        let mut pattern = u128::from_le_bytes(head) & (u128::MAX >> (128 - 8 * offset));
+        let mut period = offset;
+        while period < 16 {
+            pattern |= pattern << (8 * period);
+            period *= 2;
         }
+        let pattern = pattern.to_le_bytes();
         let step = 16 - 16 % offset;
         let mut k = 0;
         while k < length {
@@ -120,6 +148,12 @@ fn copy_match(out: &mut [u8], d: usize, offset: usize, length: usize) {
             k += step;
         }
     }
+}
+
+#[inline(always)]
+fn copy16(out: &mut [u8], src: usize, d: usize) {
+    let chunk: [u8; 16] = out[src..src + 16].try_into().expect("16 bytes");
+    out[d..d + 16].copy_from_slice(&chunk);
 }
 
 #[cfg(test)]
@@ -141,14 +175,20 @@ mod tests {
         check(b"a");
         check(&[0u8; 1000]);
         for period in 1..40 {
-            let v: Vec<u8> = (0..3000).map(|i| ((i % period) * 7 + i / 1000) as u8).collect();
+            let v: Vec<u8> = (0..3000)
+                .map(|i| ((i % period) * 7 + i / 1000) as u8)
+                .collect();
             check(&v);
         }
         let mut x = 12345u32;
         let noisy: Vec<u8> = (0..10_000)
             .map(|_| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if (x >> 16) % 5 == 0 { (x >> 24) as u8 } else { 0 }
+                if (x >> 16) % 5 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    0
+                }
             })
             .collect();
         check(&noisy);

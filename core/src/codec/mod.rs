@@ -32,9 +32,15 @@ pub enum Codec {
 
 impl Codec {
     /// The codec for an HDF5 filter id and its cd_values; `elem_size` is the datatype's size.
-    pub fn from_filter(filter_id: u32, cd_values: &[u32], elem_size: usize) -> Result<Codec, CodecError> {
+    pub fn from_filter(
+        filter_id: u32,
+        cd_values: &[u32],
+        elem_size: usize,
+    ) -> Result<Codec, CodecError> {
         match filter_id {
-            bitshuffle::FILTER_ID => Bitshuffle::from_cd_values(cd_values, elem_size).map(Codec::Bitshuffle),
+            bitshuffle::FILTER_ID => {
+                Bitshuffle::from_cd_values(cd_values, elem_size).map(Codec::Bitshuffle)
+            }
             lz4::FILTER_ID => Lz4::from_cd_values(cd_values).map(Codec::Lz4),
             zstd::FILTER_ID => Ok(Codec::Zstd(Zstd::from_cd_values(cd_values))),
             other => Err(CodecError::UnsupportedFilter(other)),

@@ -16,7 +16,9 @@ pub struct Zstd {
 
 impl Default for Zstd {
     fn default() -> Self {
-        Zstd { level: DEFAULT_LEVEL }
+        Zstd {
+            level: DEFAULT_LEVEL,
+        }
     }
 }
 
@@ -51,18 +53,32 @@ impl Zstd {
     pub fn decode(&self, chunk: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
         if let Some(claimed) = block::zstd_content_size(chunk) {
             if claimed != out.len() as u64 {
-                return Err(CodecError::SizeMismatch { codec: NAME, claimed, expected: out.len() as u64 });
+                return Err(CodecError::SizeMismatch {
+                    codec: NAME,
+                    claimed,
+                    expected: out.len() as u64,
+                });
             }
         }
-        block::zstd_decompress(chunk, out).map_err(|reason| CodecError::CorruptBlock { codec: NAME, block: 0, reason })
+        block::zstd_decompress(chunk, out).map_err(|reason| CodecError::CorruptBlock {
+            codec: NAME,
+            block: 0,
+            reason,
+        })
     }
 
     pub fn encode_into(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CodecError> {
         let need = self.max_encoded_len(src.len());
         if dst.len() < need {
-            return Err(CodecError::OutputTooSmall { codec: NAME, expected: need, actual: dst.len() });
+            return Err(CodecError::OutputTooSmall {
+                codec: NAME,
+                expected: need,
+                actual: dst.len(),
+            });
         }
-        block::zstd_compress(src, dst, self.level).map_err(|reason| CodecError::BadParameters { codec: NAME, reason })
+        block::zstd_compress(src, dst, self.level).map_err(|reason| CodecError::BadParameters {
+            codec: NAME,
+            reason,
+        })
     }
-
 }

@@ -30,7 +30,10 @@ impl Vector for Avx2 {
     }
     #[inline(always)]
     unsafe fn zip(a: Self, b: Self) -> (Self, Self) {
-        (Avx2(_mm256_unpacklo_epi8(a.0, b.0)), Avx2(_mm256_unpackhi_epi8(a.0, b.0)))
+        (
+            Avx2(_mm256_unpacklo_epi8(a.0, b.0)),
+            Avx2(_mm256_unpackhi_epi8(a.0, b.0)),
+        )
     }
     // Lane order for e-byte elements: lane L, slot s holds the row's chunk 2s + L, where a chunk
     // is 16/e bytes.

@@ -79,7 +79,10 @@ impl Vector for Avx512 {
     }
     #[inline(always)]
     unsafe fn zip(a: Self, b: Self) -> (Self, Self) {
-        (Avx512(_mm512_unpacklo_epi8(a.0, b.0)), Avx512(_mm512_unpackhi_epi8(a.0, b.0)))
+        (
+            Avx512(_mm512_unpacklo_epi8(a.0, b.0)),
+            Avx512(_mm512_unpackhi_epi8(a.0, b.0)),
+        )
     }
     #[inline(always)]
     unsafe fn to_lanes(self, e: usize) -> Self {

@@ -10,15 +10,15 @@
 //! the CPU supports. `HDRMX_SIMD=scalar|sse2|avx2|avx512` caps the choice (for comparisons and for
 //! tests of the fallback paths).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod sse2;
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -67,7 +67,9 @@ impl Kernel {
         match BEST.load(Ordering::Relaxed) {
             u8::MAX => {
                 let cap = std::env::var("HDRMX_SIMD").ok().and_then(|v| {
-                    Kernel::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(v.trim()))
+                    Kernel::ALL
+                        .into_iter()
+                        .find(|k| k.name().eq_ignore_ascii_case(v.trim()))
                 });
                 let best = Kernel::ALL
                     .into_iter()
@@ -128,13 +130,25 @@ impl Kernel {
     }
 
     fn check(self, src: &[u8], dst: &[u8], elem_size: usize) -> usize {
-        assert!(self.is_available(), "kernel {} is not available on this CPU", self.name());
+        assert!(
+            self.is_available(),
+            "kernel {} is not available on this CPU",
+            self.name()
+        );
         assert!(
             matches!(elem_size, 1 | 2 | 4 | 8),
             "element size {elem_size} is not 1, 2, 4 or 8"
         );
-        assert_eq!(src.len(), dst.len(), "source and destination lengths differ");
-        assert_eq!(src.len() % (8 * elem_size), 0, "element count is not a multiple of 8");
+        assert_eq!(
+            src.len(),
+            dst.len(),
+            "source and destination lengths differ"
+        );
+        assert_eq!(
+            src.len() % (8 * elem_size),
+            0,
+            "element count is not a multiple of 8"
+        );
         src.len() / elem_size
     }
 }

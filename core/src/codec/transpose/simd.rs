@@ -113,7 +113,11 @@ unsafe fn interleave<V: Vector, const E: usize>(r: [V; E]) -> [V; E] {
 /// Transposes the whole groups of a block of `n` elements of `E` bytes; returns how many
 /// elements it did (the caller finishes the rest with the scalar kernel).
 #[inline(always)]
-unsafe fn transpose_groups<V: Vector, const E: usize>(src: &[u8], dst: &mut [u8], n: usize) -> usize {
+unsafe fn transpose_groups<V: Vector, const E: usize>(
+    src: &[u8],
+    dst: &mut [u8],
+    n: usize,
+) -> usize {
     let w = V::BYTES;
     let row = n / 8;
     let groups = n / w;
@@ -136,7 +140,11 @@ unsafe fn transpose_groups<V: Vector, const E: usize>(src: &[u8], dst: &mut [u8]
 
 /// The inverse of [`transpose_groups`].
 #[inline(always)]
-unsafe fn untranspose_groups<V: Vector, const E: usize>(src: &[u8], dst: &mut [u8], n: usize) -> usize {
+unsafe fn untranspose_groups<V: Vector, const E: usize>(
+    src: &[u8],
+    dst: &mut [u8],
+    n: usize,
+) -> usize {
     let w = V::BYTES;
     let row = n / 8;
     let groups = n / w;
@@ -145,7 +153,9 @@ unsafe fn untranspose_groups<V: Vector, const E: usize>(src: &[u8], dst: &mut [u
         let base = g * w;
         let rows: [V; E] = core::array::from_fn(|j| {
             // SAFETY: as in transpose_groups, every plane read stays inside plane 8j+k.
-            let planes = core::array::from_fn(|k| V::load_plane(src.as_ptr().add((8 * j + k) * row + base / 8)));
+            let planes = core::array::from_fn(|k| {
+                V::load_plane(src.as_ptr().add((8 * j + k) * row + base / 8))
+            });
             V::from_planes(planes).to_lanes(E)
         });
         for (t, v) in interleave::<V, E>(rows).into_iter().enumerate() {
@@ -168,7 +178,12 @@ pub(super) unsafe fn transpose<V: Vector>(src: &[u8], dst: &mut [u8], e: usize, 
 }
 
 #[inline(always)]
-pub(super) unsafe fn untranspose<V: Vector>(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
+pub(super) unsafe fn untranspose<V: Vector>(
+    src: &[u8],
+    dst: &mut [u8],
+    e: usize,
+    n: usize,
+) -> usize {
     match e {
         1 => untranspose_groups::<V, 1>(src, dst, n),
         2 => untranspose_groups::<V, 2>(src, dst, n),

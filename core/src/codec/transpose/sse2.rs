@@ -29,7 +29,10 @@ impl Vector for Sse2 {
     }
     #[inline(always)]
     unsafe fn zip(a: Self, b: Self) -> (Self, Self) {
-        (Sse2(_mm_unpacklo_epi8(a.0, b.0)), Sse2(_mm_unpackhi_epi8(a.0, b.0)))
+        (
+            Sse2(_mm_unpacklo_epi8(a.0, b.0)),
+            Sse2(_mm_unpackhi_epi8(a.0, b.0)),
+        )
     }
     #[inline(always)]
     unsafe fn to_lanes(self, _e: usize) -> Self {
