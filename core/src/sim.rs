@@ -22,14 +22,37 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub const EIGER2_1M: Detector = Detector { name: "eiger2-1m", modules_fast: 1, modules_slow: 2 };
-    pub const EIGER2_4M: Detector = Detector { name: "eiger2-4m", modules_fast: 2, modules_slow: 4 };
-    pub const EIGER2_9M: Detector = Detector { name: "eiger2-9m", modules_fast: 3, modules_slow: 6 };
-    pub const EIGER2_16M: Detector = Detector { name: "eiger2-16m", modules_fast: 4, modules_slow: 8 };
-    pub const ALL: [Detector; 4] = [Self::EIGER2_1M, Self::EIGER2_4M, Self::EIGER2_9M, Self::EIGER2_16M];
+    pub const EIGER2_1M: Detector = Detector {
+        name: "eiger2-1m",
+        modules_fast: 1,
+        modules_slow: 2,
+    };
+    pub const EIGER2_4M: Detector = Detector {
+        name: "eiger2-4m",
+        modules_fast: 2,
+        modules_slow: 4,
+    };
+    pub const EIGER2_9M: Detector = Detector {
+        name: "eiger2-9m",
+        modules_fast: 3,
+        modules_slow: 6,
+    };
+    pub const EIGER2_16M: Detector = Detector {
+        name: "eiger2-16m",
+        modules_fast: 4,
+        modules_slow: 8,
+    };
+    pub const ALL: [Detector; 4] = [
+        Self::EIGER2_1M,
+        Self::EIGER2_4M,
+        Self::EIGER2_9M,
+        Self::EIGER2_16M,
+    ];
 
     pub fn by_name(name: &str) -> Option<Detector> {
-        Self::ALL.into_iter().find(|d| d.name.eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
     }
 
     /// Pixels along the fast axis (x).
@@ -91,8 +114,21 @@ pub struct FrameSpec {
 }
 
 impl FrameSpec {
-    pub fn new(detector: Detector, pixel_type: PixelType, background: f64, spots: usize, seed: u64) -> Self {
-        FrameSpec { detector, pixel_type, background_centre: background, background_edge: background, spots, seed }
+    pub fn new(
+        detector: Detector,
+        pixel_type: PixelType,
+        background: f64,
+        spots: usize,
+        seed: u64,
+    ) -> Self {
+        FrameSpec {
+            detector,
+            pixel_type,
+            background_centre: background,
+            background_edge: background,
+            spots,
+            seed,
+        }
     }
 }
 
@@ -119,7 +155,11 @@ impl Frame {
     /// The pixels in the stored type, little-endian: the bytes an HDF5 chunk holds.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self.pixel_type {
-            PixelType::U16 => self.pixels.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
+            PixelType::U16 => self
+                .pixels
+                .iter()
+                .flat_map(|&v| (v as u16).to_le_bytes())
+                .collect(),
             PixelType::U32 => self.pixels.iter().flat_map(|&v| v.to_le_bytes()).collect(),
         }
     }
@@ -189,7 +229,13 @@ pub fn simulate(spec: &FrameSpec) -> Frame {
             }
         }
     }
-    Frame { nx, ny, pixel_type: spec.pixel_type, pixels, spots }
+    Frame {
+        nx,
+        ny,
+        pixel_type: spec.pixel_type,
+        pixels,
+        spots,
+    }
 }
 
 #[cfg(test)]
@@ -199,7 +245,10 @@ mod tests {
     #[test]
     fn layouts_match_the_eiger2_family() {
         let sizes: Vec<_> = Detector::ALL.iter().map(|d| (d.nx(), d.ny())).collect();
-        assert_eq!(sizes, [(1028, 1062), (2068, 2162), (3108, 3262), (4148, 4362)]);
+        assert_eq!(
+            sizes,
+            [(1028, 1062), (2068, 2162), (3108, 3262), (4148, 4362)]
+        );
     }
 
     #[test]
@@ -208,7 +257,9 @@ mod tests {
         let a = simulate(&spec);
         assert_eq!(a.pixels, simulate(&spec).pixels);
         // The horizontal gap between the two modules is at the maximum.
-        assert!(a.pixels[520 * a.nx..521 * a.nx].iter().all(|&v| v == 0xFFFF));
+        assert!(a.pixels[520 * a.nx..521 * a.nx]
+            .iter()
+            .all(|&v| v == 0xFFFF));
         let module: Vec<u32> = a.pixels[..512 * a.nx].to_vec();
         let mean = module.iter().map(|&v| f64::from(v)).sum::<f64>() / module.len() as f64;
         assert!((0.95..1.3).contains(&mean), "background mean {mean}");

@@ -107,6 +107,14 @@ impl Bitshuffle {
                     reason: "not a multiple of 8 elements",
                 })
             }
+            // The chunk header stores the block size in bytes as a u32 (fuzz: bug_fuzz_1).
+            n if !matches!(n.checked_mul(self.elem_size), Some(b) if b <= u32::MAX as usize) => {
+                return Err(CodecError::BadBlockSize {
+                    codec: NAME,
+                    block_size: n as u64,
+                    reason: "larger than the header's u32 field of bytes",
+                })
+            }
             n => n,
         };
         Ok(self)

@@ -14,6 +14,10 @@ impl Vector for Avx2 {
     type Plane = u32;
 
     #[inline(always)]
+    unsafe fn zero() -> Self {
+        Avx2(_mm256_setzero_si256())
+    }
+    #[inline(always)]
     unsafe fn load(p: *const u8) -> Self {
         Avx2(_mm256_loadu_si256(p.cast()))
     }
@@ -107,12 +111,12 @@ impl Vector for Avx2 {
 /// The CPU must support AVX2; `src` and `dst` hold `n * e` bytes.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn transpose(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
-    super::simd::transpose::<Avx2>(src, dst, e, n)
+    super::simd::transpose::<Avx2>(src, dst, e, n, 0)
 }
 
 /// # Safety
 /// As for [`transpose`].
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn untranspose(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
-    super::simd::untranspose::<Avx2>(src, dst, e, n)
+    super::simd::untranspose::<Avx2>(src, dst, e, n, 0)
 }

@@ -5,54 +5,43 @@ use super::simd::Vector;
 use core::arch::x86_64::*;
 
 #[derive(Clone, Copy)]
-pub(super) struct Avx512(__m512i);
+pub(super) struct Avx512(pub(super) __m512i);
 
-/// Index tables for the cross-lane reorder: lane L, slot s of the lane order holds the row's chunk
-/// 4s + L (a chunk is 16/e bytes). `TO_*[i]` is the chunk that lands at position i.
-const fn lane_order<const N: usize>() -> [u16; N] {
-    let per_lane = N / 4;
-    let mut idx = [0u16; N];
-    let mut i = 0;
-    while i < N {
-        let (lane, slot) = (i / per_lane, i % per_lane);
-        idx[i] = (slot * 4 + lane) as u16;
-        i += 1;
-    }
-    idx
+/// The cross-lane reorder for `e`-byte elements: position `i` of the lane order (lane
+/// `i / per_lane`, slot `i % per_lane`) holds chunk `4 * slot + lane` of the row, a chunk being
+/// `16 / e` bytes and `per_lane` = `e`.
+const fn lane_order(n: usize, i: usize) -> usize {
+    (i % (n / 4)) * 4 + i / (n / 4)
 }
-const fn inverse<const N: usize>(p: [u16; N]) -> [u16; N] {
-    let mut inv = [0u16; N];
-    let mut i = 0;
-    while i < N {
-        inv[p[i] as usize] = i as u16;
-        i += 1;
-    }
-    inv
+const fn element_order(n: usize, c: usize) -> usize {
+    (c % 4) * (n / 4) + c / 4
 }
-const TO_Q: [u16; 8] = lane_order::<8>();
-const FROM_Q: [u16; 8] = inverse(TO_Q);
-const TO_D: [u16; 16] = lane_order::<16>();
-const FROM_D: [u16; 16] = inverse(TO_D);
-const TO_W: [u16; 32] = lane_order::<32>();
-const FROM_W: [u16; 32] = inverse(TO_W);
-
-#[inline(always)]
-unsafe fn table<const N: usize>(t: &[u16; N]) -> __m512i {
-    // Widen to the element size the permute expects; all tables fit 512 bits afterwards.
-    match N {
-        8 => _mm512_loadu_si512(t.map(u64::from).as_ptr().cast()),
-        16 => _mm512_loadu_si512(t.map(u32::from).as_ptr().cast()),
-        _ => _mm512_loadu_si512(t.as_ptr().cast()),
-    }
+/// A permute index table, widened to the element size the permute takes.
+macro_rules! table {
+    ($ty:ty, $n:expr, $f:ident) => {{
+        let mut t = [0 as $ty; $n];
+        let mut i = 0;
+        while i < $n {
+            t[i] = $f($n, i) as $ty;
+            i += 1;
+        }
+        t
+    }};
 }
+const TO_Q: [u64; 8] = table!(u64, 8, lane_order);
+const FROM_Q: [u64; 8] = table!(u64, 8, element_order);
+const TO_D: [u32; 16] = table!(u32, 16, lane_order);
+const FROM_D: [u32; 16] = table!(u32, 16, element_order);
+const TO_W: [u16; 32] = table!(u16, 32, lane_order);
+const FROM_W: [u16; 32] = table!(u16, 32, element_order);
 
 impl Avx512 {
     #[inline(always)]
-    unsafe fn permute(self, e: usize, q: &[u16; 8], d: &[u16; 16], w: &[u16; 32]) -> Self {
+    unsafe fn permute(self, e: usize, q: &[u64; 8], d: &[u32; 16], w: &[u16; 32]) -> Self {
         Avx512(match e {
-            2 => _mm512_permutexvar_epi64(table(q), self.0),
-            4 => _mm512_permutexvar_epi32(table(d), self.0),
-            8 => _mm512_permutexvar_epi16(table(w), self.0),
+            2 => _mm512_permutexvar_epi64(_mm512_loadu_si512(q.as_ptr().cast()), self.0),
+            4 => _mm512_permutexvar_epi32(_mm512_loadu_si512(d.as_ptr().cast()), self.0),
+            8 => _mm512_permutexvar_epi16(_mm512_loadu_si512(w.as_ptr().cast()), self.0),
             _ => self.0,
         })
     }
@@ -62,6 +51,10 @@ impl Vector for Avx512 {
     const BYTES: usize = 64;
     type Plane = u64;
 
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Avx512(_mm512_setzero_si512())
+    }
     #[inline(always)]
     unsafe fn load(p: *const u8) -> Self {
         Avx512(_mm512_loadu_si512(p.cast()))
@@ -94,7 +87,11 @@ impl Vector for Avx512 {
     }
     #[inline(always)]
     unsafe fn planes(self) -> [u64; 8] {
-        core::array::from_fn(|k| _mm512_test_epi8_mask(self.0, _mm512_set1_epi8(1 << k)))
+        let mut p = [0u64; 8];
+        for (k, plane) in p.iter_mut().enumerate() {
+            *plane = _mm512_test_epi8_mask(self.0, _mm512_set1_epi8(1 << k));
+        }
+        p
     }
     #[inline(always)]
     unsafe fn from_planes(planes: [u64; 8]) -> Self {
@@ -118,12 +115,12 @@ impl Vector for Avx512 {
 /// The CPU must support AVX-512 F and BW; `src` and `dst` hold `n * e` bytes.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn transpose(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
-    super::simd::transpose::<Avx512>(src, dst, e, n)
+    super::simd::transpose::<Avx512>(src, dst, e, n, 0)
 }
 
 /// # Safety
 /// As for [`transpose`].
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn untranspose(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
-    super::simd::untranspose::<Avx512>(src, dst, e, n)
+    super::simd::untranspose::<Avx512>(src, dst, e, n, 0)
 }

@@ -6,14 +6,16 @@
 //! of the reference bitshuffle.
 //!
 //! Four kernels compute it, bit-identically: [`Kernel::Scalar`] everywhere, and on x86_64
-//! [`Kernel::Sse2`], [`Kernel::Avx2`] and [`Kernel::Avx512`], chosen once at run time from what
-//! the CPU supports. `HDRMX_SIMD=scalar|sse2|avx2|avx512` caps the choice (for comparisons and for
+//! [`Kernel::Sse2`], [`Kernel::Avx2`], [`Kernel::Avx512`] and [`Kernel::Avx512Gfni`], chosen once at run time from what
+//! the CPU supports. `HDRMX_SIMD=scalar|sse2|avx2|avx512|avx512gfni` caps the choice (for comparisons and for
 //! tests of the fallback paths).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod gfni;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod simd;
@@ -29,11 +31,19 @@ pub enum Kernel {
     Sse2,
     Avx2,
     Avx512,
+    /// AVX-512 with GFNI and VBMI: eight bit planes transposed per instruction.
+    Avx512Gfni,
 }
 
 impl Kernel {
     /// Every kernel, slowest first.
-    pub const ALL: [Kernel; 4] = [Kernel::Scalar, Kernel::Sse2, Kernel::Avx2, Kernel::Avx512];
+    pub const ALL: [Kernel; 5] = [
+        Kernel::Scalar,
+        Kernel::Sse2,
+        Kernel::Avx2,
+        Kernel::Avx512,
+        Kernel::Avx512Gfni,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +51,7 @@ impl Kernel {
             Kernel::Sse2 => "sse2",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512 => "avx512",
+            Kernel::Avx512Gfni => "avx512gfni",
         }
     }
 
@@ -55,6 +66,12 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => {
                 is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Gfni => {
+                Kernel::Avx512.is_available()
+                    && is_x86_feature_detected!("avx512vbmi")
+                    && is_x86_feature_detected!("gfni")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -101,6 +118,7 @@ impl Kernel {
                 Kernel::Sse2 => sse2::transpose(src, dst, elem_size, n),
                 Kernel::Avx2 => avx2::transpose(src, dst, elem_size, n),
                 Kernel::Avx512 => avx512::transpose(src, dst, elem_size, n),
+                Kernel::Avx512Gfni => gfni::transpose(src, dst, elem_size, n),
             }
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -122,6 +140,7 @@ impl Kernel {
                 Kernel::Sse2 => sse2::untranspose(src, dst, elem_size, n),
                 Kernel::Avx2 => avx2::untranspose(src, dst, elem_size, n),
                 Kernel::Avx512 => avx512::untranspose(src, dst, elem_size, n),
+                Kernel::Avx512Gfni => gfni::untranspose(src, dst, elem_size, n),
             }
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -197,7 +216,9 @@ mod tests {
     #[test]
     fn every_kernel_matches_the_definition() {
         for e in [1, 2, 4, 8] {
-            for n in [8, 16, 24, 64, 72, 128, 136, 512, 1024, 2048, 2056] {
+            for n in [
+                8, 16, 24, 64, 72, 128, 136, 512, 520, 576, 1024, 2048, 2056, 2624,
+            ] {
                 let src = pattern(n * e, (n * e) as u64);
                 let want = naive(&src, e);
                 for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {

@@ -14,8 +14,9 @@ pub(super) trait Vector: Copy {
     /// Register width in bytes, which is also the number of elements per group.
     const BYTES: usize;
     /// One bit plane of a group (`BYTES` bits).
-    type Plane: Copy;
+    type Plane: Copy + Default;
 
+    unsafe fn zero() -> Self;
     unsafe fn load(p: *const u8) -> Self;
     unsafe fn store(self, p: *mut u8);
     /// Per 128-bit lane: the even bytes of `a` then of `b`, and the odd ones.
@@ -87,7 +88,7 @@ unsafe fn interleave8<V: Vector>(r: [V; 8]) -> [V; 8] {
 }
 
 #[inline(always)]
-unsafe fn deinterleave<V: Vector, const E: usize>(o: [V; E]) -> [V; E] {
+pub(super) unsafe fn deinterleave<V: Vector, const E: usize>(o: [V; E]) -> [V; E] {
     // SAFETY of the transmutes: E is exactly the array length matched on.
     match E {
         1 => o,
@@ -99,7 +100,7 @@ unsafe fn deinterleave<V: Vector, const E: usize>(o: [V; E]) -> [V; E] {
 }
 
 #[inline(always)]
-unsafe fn interleave<V: Vector, const E: usize>(r: [V; E]) -> [V; E] {
+pub(super) unsafe fn interleave<V: Vector, const E: usize>(r: [V; E]) -> [V; E] {
     // SAFETY of the transmutes: E is exactly the array length matched on.
     match E {
         1 => r,
@@ -110,22 +111,28 @@ unsafe fn interleave<V: Vector, const E: usize>(r: [V; E]) -> [V; E] {
     }
 }
 
-/// Transposes the whole groups of a block of `n` elements of `E` bytes; returns how many
-/// elements it did (the caller finishes the rest with the scalar kernel).
+/// Transposes the whole groups from element `start` (a multiple of the group) of a block of `n`
+/// elements of `E` bytes; returns where it stopped (the caller finishes with the scalar kernel).
 #[inline(always)]
 unsafe fn transpose_groups<V: Vector, const E: usize>(
     src: &[u8],
     dst: &mut [u8],
     n: usize,
+    start: usize,
 ) -> usize {
     let w = V::BYTES;
     let row = n / 8;
     let groups = n / w;
-    debug_assert!(src.len() >= n * E && dst.len() >= n * E);
-    for g in 0..groups {
+    debug_assert!(src.len() >= n * E && dst.len() >= n * E && start % w == 0);
+    for g in start / w..groups {
         let base = g * w;
-        // SAFETY: elements base..base + w lie inside the block, so these E * w bytes are in src.
-        let o: [V; E] = core::array::from_fn(|t| V::load(src.as_ptr().add((base * E) + t * w)));
+        // Plain loops, not `array::from_fn`: closures may not inline into the target-feature
+        // function, and then every intrinsic becomes a call.
+        let mut o = [V::zero(); E];
+        for (t, v) in o.iter_mut().enumerate() {
+            // SAFETY: elements base..base + w lie inside the block, so these E * w bytes are in src.
+            *v = V::load(src.as_ptr().add((base * E) + t * w));
+        }
         let rows = deinterleave::<V, E>(o);
         for (j, r) in rows.into_iter().enumerate() {
             let planes = r.from_lanes(E).planes();
@@ -135,7 +142,7 @@ unsafe fn transpose_groups<V: Vector, const E: usize>(
             }
         }
     }
-    groups * w
+    (groups * w).max(start)
 }
 
 /// The inverse of [`transpose_groups`].
@@ -144,36 +151,45 @@ unsafe fn untranspose_groups<V: Vector, const E: usize>(
     src: &[u8],
     dst: &mut [u8],
     n: usize,
+    start: usize,
 ) -> usize {
     let w = V::BYTES;
     let row = n / 8;
     let groups = n / w;
-    debug_assert!(src.len() >= n * E && dst.len() >= n * E);
-    for g in 0..groups {
+    debug_assert!(src.len() >= n * E && dst.len() >= n * E && start % w == 0);
+    for g in start / w..groups {
         let base = g * w;
-        let rows: [V; E] = core::array::from_fn(|j| {
-            // SAFETY: as in transpose_groups, every plane read stays inside plane 8j+k.
-            let planes = core::array::from_fn(|k| {
-                V::load_plane(src.as_ptr().add((8 * j + k) * row + base / 8))
-            });
-            V::from_planes(planes).to_lanes(E)
-        });
+        let mut rows = [V::zero(); E];
+        for (j, r) in rows.iter_mut().enumerate() {
+            let mut planes = [V::Plane::default(); 8];
+            for (k, p) in planes.iter_mut().enumerate() {
+                // SAFETY: as in transpose_groups, every plane read stays inside plane 8j+k.
+                *p = V::load_plane(src.as_ptr().add((8 * j + k) * row + base / 8));
+            }
+            *r = V::from_planes(planes).to_lanes(E);
+        }
         for (t, v) in interleave::<V, E>(rows).into_iter().enumerate() {
             // SAFETY: elements base..base + w lie inside the block.
             v.store(dst.as_mut_ptr().add(base * E + t * w));
         }
     }
-    groups * w
+    (groups * w).max(start)
 }
 
 #[inline(always)]
-pub(super) unsafe fn transpose<V: Vector>(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
+pub(super) unsafe fn transpose<V: Vector>(
+    src: &[u8],
+    dst: &mut [u8],
+    e: usize,
+    n: usize,
+    start: usize,
+) -> usize {
     match e {
-        1 => transpose_groups::<V, 1>(src, dst, n),
-        2 => transpose_groups::<V, 2>(src, dst, n),
-        4 => transpose_groups::<V, 4>(src, dst, n),
-        8 => transpose_groups::<V, 8>(src, dst, n),
-        _ => 0,
+        1 => transpose_groups::<V, 1>(src, dst, n, start),
+        2 => transpose_groups::<V, 2>(src, dst, n, start),
+        4 => transpose_groups::<V, 4>(src, dst, n, start),
+        8 => transpose_groups::<V, 8>(src, dst, n, start),
+        _ => start,
     }
 }
 
@@ -183,12 +199,13 @@ pub(super) unsafe fn untranspose<V: Vector>(
     dst: &mut [u8],
     e: usize,
     n: usize,
+    start: usize,
 ) -> usize {
     match e {
-        1 => untranspose_groups::<V, 1>(src, dst, n),
-        2 => untranspose_groups::<V, 2>(src, dst, n),
-        4 => untranspose_groups::<V, 4>(src, dst, n),
-        8 => untranspose_groups::<V, 8>(src, dst, n),
-        _ => 0,
+        1 => untranspose_groups::<V, 1>(src, dst, n, start),
+        2 => untranspose_groups::<V, 2>(src, dst, n, start),
+        4 => untranspose_groups::<V, 4>(src, dst, n, start),
+        8 => untranspose_groups::<V, 8>(src, dst, n, start),
+        _ => start,
     }
 }

@@ -13,6 +13,10 @@ impl Vector for Sse2 {
     type Plane = u16;
 
     #[inline(always)]
+    unsafe fn zero() -> Self {
+        Sse2(_mm_setzero_si128())
+    }
+    #[inline(always)]
     unsafe fn load(p: *const u8) -> Self {
         Sse2(_mm_loadu_si128(p.cast()))
     }
@@ -81,12 +85,12 @@ impl Vector for Sse2 {
 /// The CPU must support SSE2 (always true on x86_64); `src` and `dst` hold `n * e` bytes.
 #[target_feature(enable = "sse2")]
 pub(super) unsafe fn transpose(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
-    super::simd::transpose::<Sse2>(src, dst, e, n)
+    super::simd::transpose::<Sse2>(src, dst, e, n, 0)
 }
 
 /// # Safety
 /// As for [`transpose`].
 #[target_feature(enable = "sse2")]
 pub(super) unsafe fn untranspose(src: &[u8], dst: &mut [u8], e: usize, n: usize) -> usize {
-    super::simd::untranspose::<Sse2>(src, dst, e, n)
+    super::simd::untranspose::<Sse2>(src, dst, e, n, 0)
 }
