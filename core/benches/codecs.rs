@@ -9,7 +9,14 @@ use hdrmx_core::codec::{Bitshuffle, Codec, Compression, Lz4, Zstd};
 use hdrmx_core::sim::{simulate, Detector, FrameSpec, PixelType};
 
 fn frame() -> Vec<u8> {
-    simulate(&FrameSpec::new(Detector::EIGER2_4M, PixelType::U32, 0.05, 300, 1)).to_bytes()
+    simulate(&FrameSpec::new(
+        Detector::EIGER2_4M,
+        PixelType::U32,
+        0.05,
+        300,
+        1,
+    ))
+    .to_bytes()
 }
 
 /// One default-size block, in cache: the kernels alone.
@@ -37,8 +44,14 @@ fn kernels(c: &mut Criterion) {
 fn codecs(c: &mut Criterion) {
     let data = frame();
     let codecs = [
-        ("bslz4", Codec::Bitshuffle(Bitshuffle::new(4, Compression::Lz4).unwrap())),
-        ("bszstd", Codec::Bitshuffle(Bitshuffle::new(4, Compression::Zstd { level: 3 }).unwrap())),
+        (
+            "bslz4",
+            Codec::Bitshuffle(Bitshuffle::new(4, Compression::Lz4).unwrap()),
+        ),
+        (
+            "bszstd",
+            Codec::Bitshuffle(Bitshuffle::new(4, Compression::Zstd { level: 3 }).unwrap()),
+        ),
         ("lz4", Codec::Lz4(Lz4::default())),
         ("zstd", Codec::Zstd(Zstd::default())),
     ];

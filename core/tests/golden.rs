@@ -58,13 +58,22 @@ fn load_cases() -> Vec<Case> {
 #[test]
 fn golden_vectors() {
     let cases = load_cases();
-    assert!(cases.len() > 100, "expected the full golden set, got {}", cases.len());
+    assert!(
+        cases.len() > 100,
+        "expected the full golden set, got {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     let mut worst: Option<(f64, String)> = None;
     let mut checked = 0;
 
     for c in &cases {
-        assert_eq!(c.raw.len(), c.n_elements * c.elem_size, "{}: raw size", c.name);
+        assert_eq!(
+            c.raw.len(),
+            c.n_elements * c.elem_size,
+            "{}: raw size",
+            c.name
+        );
         if c.filter_mask != 0 {
             // HDF5 skipped the filter for this chunk: the bytes are not in the codec's format.
             continue;
@@ -112,7 +121,7 @@ fn golden_vectors() {
                     c.chunk.len()
                 ));
             }
-            if worst.as_ref().map_or(true, |(r, _)| ratio > *r) {
+            if worst.as_ref().is_none_or(|(r, _)| ratio > *r) {
                 worst = Some((ratio, c.name.clone()));
             }
         }
@@ -123,5 +132,10 @@ fn golden_vectors() {
         println!("bslz4 worst size ratio ours/reference: {ratio:.4} ({name})");
     }
     println!("{checked} of {} golden cases checked", cases.len());
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

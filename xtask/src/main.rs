@@ -102,10 +102,13 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// A named step of the suite.
+type Stage = (&'static str, Box<dyn Fn() -> Result<()>>);
+
 fn test(quick: bool, fuzz_seconds: u64) -> Result<()> {
     bootstrap::all()?;
     let python = bootstrap::venv_python();
-    let mut stages: Vec<(&str, Box<dyn Fn() -> Result<()>>)> = vec![
+    let mut stages: Vec<Stage> = vec![
         (
             "fmt",
             Box::new(|| cargo(&["fmt", "--all", "--", "--check"])),

@@ -174,7 +174,7 @@ impl Bitshuffle {
     }
 
     fn check_len(&self, len: usize) -> Result<usize, CodecError> {
-        if len % self.elem_size != 0 {
+        if !len.is_multiple_of(self.elem_size) {
             return Err(CodecError::PartialElement {
                 codec: NAME,
                 len,
@@ -305,11 +305,11 @@ impl Bitshuffle {
         if block_bytes == 0 {
             return Err(bad("zero"));
         }
-        if block_bytes as usize % e != 0 {
+        if !(block_bytes as usize).is_multiple_of(e) {
             return Err(bad("not a whole number of elements"));
         }
         let block_size = block_bytes as usize / e;
-        if block_size % BLOCK_MULTIPLE != 0 {
+        if !block_size.is_multiple_of(BLOCK_MULTIPLE) {
             return Err(bad("not a multiple of 8 elements"));
         }
         Ok(Plan {

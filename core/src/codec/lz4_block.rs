@@ -184,7 +184,7 @@ mod tests {
         let noisy: Vec<u8> = (0..10_000)
             .map(|_| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if (x >> 16) % 5 == 0 {
+                if (x >> 16).is_multiple_of(5) {
                     (x >> 24) as u8
                 } else {
                     0

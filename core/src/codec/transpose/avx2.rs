@@ -42,7 +42,7 @@ impl Vector for Avx2 {
     // Lane order for e-byte elements: lane L, slot s holds the row's chunk 2s + L, where a chunk
     // is 16/e bytes.
     #[inline(always)]
-    unsafe fn to_lanes(self, e: usize) -> Self {
+    unsafe fn to_lane_order(self, e: usize) -> Self {
         Avx2(match e {
             2 => _mm256_permute4x64_epi64::<MID_SWAP>(self.0),
             4 => _mm256_permutevar8x32_epi32(self.0, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)),
@@ -57,7 +57,7 @@ impl Vector for Avx2 {
         })
     }
     #[inline(always)]
-    unsafe fn from_lanes(self, e: usize) -> Self {
+    unsafe fn to_element_order(self, e: usize) -> Self {
         Avx2(match e {
             2 => _mm256_permute4x64_epi64::<MID_SWAP>(self.0),
             4 => _mm256_permutevar8x32_epi32(self.0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)),

@@ -78,11 +78,11 @@ impl Vector for Avx512 {
         )
     }
     #[inline(always)]
-    unsafe fn to_lanes(self, e: usize) -> Self {
+    unsafe fn to_lane_order(self, e: usize) -> Self {
         self.permute(e, &TO_Q, &TO_D, &TO_W)
     }
     #[inline(always)]
-    unsafe fn from_lanes(self, e: usize) -> Self {
+    unsafe fn to_element_order(self, e: usize) -> Self {
         self.permute(e, &FROM_Q, &FROM_D, &FROM_W)
     }
     #[inline(always)]

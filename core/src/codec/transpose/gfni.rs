@@ -86,29 +86,27 @@ unsafe fn untranspose_steps<const E: usize>(src: &[u8], dst: &mut [u8], n: usize
     let row = n / 8;
     let gather = _mm512_loadu_si512(GATHER.as_ptr().cast());
     let identity = _mm512_set1_epi64(IDENTITY);
-    let mut rows = [[_mm512_setzero_si512(); 8]; E];
+    // groups[h][j]: byte row j of the 64 elements base + 64h ..
+    let mut groups = [[Avx512::zero(); E]; 8];
     for step in 0..n / STEP {
         let base = step * STEP;
-        for (j, words) in rows.iter_mut().enumerate() {
+        for j in 0..E {
             let mut planes = [_mm512_setzero_si512(); 8];
             for (k, plane) in planes.iter_mut().enumerate() {
                 // SAFETY: plane 8j+k is `row` bytes from (8j+k)*row; bytes base/8 .. base/8 + 64
                 // are inside it because base + 512 <= n.
                 *plane = _mm512_loadu_si512(src.as_ptr().add((8 * j + k) * row + base / 8).cast());
             }
-            for (h, t) in transpose_words(planes).into_iter().enumerate() {
-                words[h] = _mm512_gf2p8affine_epi64_epi8::<0>(
+            for (group, t) in groups.iter_mut().zip(transpose_words(planes)) {
+                let bytes = _mm512_gf2p8affine_epi64_epi8::<0>(
                     identity,
                     _mm512_permutexvar_epi8(gather, t),
                 );
+                group[j] = Avx512(bytes).to_lane_order(E);
             }
         }
-        for h in 0..8 {
-            let mut r = [Avx512::zero(); E];
-            for (j, v) in r.iter_mut().enumerate() {
-                *v = Avx512(rows[j][h]).to_lanes(E);
-            }
-            for (t, v) in simd::interleave::<Avx512, E>(r).into_iter().enumerate() {
+        for (h, group) in groups.into_iter().enumerate() {
+            for (t, v) in simd::interleave::<Avx512, E>(group).into_iter().enumerate() {
                 // SAFETY: elements base + 64h .. base + 64h + 64 lie inside the block.
                 v.store(dst.as_mut_ptr().add((base + 64 * h) * E + 64 * t));
             }
@@ -123,25 +121,26 @@ unsafe fn transpose_steps<const E: usize>(src: &[u8], dst: &mut [u8], n: usize) 
     let mirror = _mm512_loadu_si512(MIRROR.as_ptr().cast());
     let scatter = _mm512_loadu_si512(SCATTER.as_ptr().cast());
     let identity = _mm512_set1_epi64(IDENTITY);
-    let mut rows = [[_mm512_setzero_si512(); 8]; E];
+    let mut groups = [[Avx512::zero(); E]; 8];
     for step in 0..n / STEP {
         let base = step * STEP;
-        for h in 0..8 {
+        for (h, group) in groups.iter_mut().enumerate() {
             let mut o = [Avx512::zero(); E];
             for (t, v) in o.iter_mut().enumerate() {
                 // SAFETY: elements base + 64h .. base + 64h + 64 lie inside the block.
                 *v = Avx512::load(src.as_ptr().add((base + 64 * h) * E + 64 * t));
             }
-            for (j, r) in simd::deinterleave::<Avx512, E>(o).into_iter().enumerate() {
-                rows[j][h] = r.from_lanes(E).0;
+            *group = simd::deinterleave::<Avx512, E>(o);
+            for r in group.iter_mut() {
+                *r = r.to_element_order(E);
             }
         }
-        for (j, words) in rows.iter().enumerate() {
+        for j in 0..E {
             let mut t = [_mm512_setzero_si512(); 8];
-            for (word, &r) in t.iter_mut().zip(words) {
+            for (word, group) in t.iter_mut().zip(&groups) {
                 let bits = _mm512_gf2p8affine_epi64_epi8::<0>(
                     identity,
-                    _mm512_permutexvar_epi8(mirror, r),
+                    _mm512_permutexvar_epi8(mirror, group[j].0),
                 );
                 *word = _mm512_permutexvar_epi8(scatter, bits);
             }

@@ -90,8 +90,7 @@ impl Kernel {
                 });
                 let best = Kernel::ALL
                     .into_iter()
-                    .filter(|k| k.is_available() && cap.is_none_or(|cap| *k <= cap))
-                    .next_back()
+                    .rfind(|k| k.is_available() && cap.is_none_or(|cap| *k <= cap))
                     .unwrap_or(Kernel::Scalar);
                 BEST.store(best as u8, Ordering::Relaxed);
                 best

@@ -24,9 +24,9 @@ pub(super) trait Vector: Copy {
     /// Per 128-bit lane: bytes of `a` and `b` interleaved (low halves, high halves).
     unsafe fn zip(a: Self, b: Self) -> (Self, Self);
     /// Reorders a byte row from element order into the lane order the `e`-way networks produce.
-    unsafe fn to_lanes(self, e: usize) -> Self;
-    /// The inverse of [`Vector::to_lanes`].
-    unsafe fn from_lanes(self, e: usize) -> Self;
+    unsafe fn to_lane_order(self, e: usize) -> Self;
+    /// The inverse of [`Vector::to_lane_order`].
+    unsafe fn to_element_order(self, e: usize) -> Self;
     /// Bit `k` of every byte, as plane `k`.
     unsafe fn planes(self) -> [Self::Plane; 8];
     /// Bytes whose bit `k` is taken from plane `k`.
@@ -123,7 +123,7 @@ unsafe fn transpose_groups<V: Vector, const E: usize>(
     let w = V::BYTES;
     let row = n / 8;
     let groups = n / w;
-    debug_assert!(src.len() >= n * E && dst.len() >= n * E && start % w == 0);
+    debug_assert!(src.len() >= n * E && dst.len() >= n * E && start.is_multiple_of(w));
     for g in start / w..groups {
         let base = g * w;
         // Plain loops, not `array::from_fn`: closures may not inline into the target-feature
@@ -135,7 +135,7 @@ unsafe fn transpose_groups<V: Vector, const E: usize>(
         }
         let rows = deinterleave::<V, E>(o);
         for (j, r) in rows.into_iter().enumerate() {
-            let planes = r.from_lanes(E).planes();
+            let planes = r.to_element_order(E).planes();
             for (k, plane) in planes.into_iter().enumerate() {
                 // SAFETY: plane 8j+k starts at (8j+k)*row; bytes base/8 .. (base+w)/8 are inside it.
                 V::store_plane(plane, dst.as_mut_ptr().add((8 * j + k) * row + base / 8));
@@ -156,7 +156,7 @@ unsafe fn untranspose_groups<V: Vector, const E: usize>(
     let w = V::BYTES;
     let row = n / 8;
     let groups = n / w;
-    debug_assert!(src.len() >= n * E && dst.len() >= n * E && start % w == 0);
+    debug_assert!(src.len() >= n * E && dst.len() >= n * E && start.is_multiple_of(w));
     for g in start / w..groups {
         let base = g * w;
         let mut rows = [V::zero(); E];
@@ -166,7 +166,7 @@ unsafe fn untranspose_groups<V: Vector, const E: usize>(
                 // SAFETY: as in transpose_groups, every plane read stays inside plane 8j+k.
                 *p = V::load_plane(src.as_ptr().add((8 * j + k) * row + base / 8));
             }
-            *r = V::from_planes(planes).to_lanes(E);
+            *r = V::from_planes(planes).to_lane_order(E);
         }
         for (t, v) in interleave::<V, E>(rows).into_iter().enumerate() {
             // SAFETY: elements base..base + w lie inside the block.

@@ -39,11 +39,11 @@ impl Vector for Sse2 {
         )
     }
     #[inline(always)]
-    unsafe fn to_lanes(self, _e: usize) -> Self {
+    unsafe fn to_lane_order(self, _e: usize) -> Self {
         self // one lane: element order is lane order
     }
     #[inline(always)]
-    unsafe fn from_lanes(self, _e: usize) -> Self {
+    unsafe fn to_element_order(self, _e: usize) -> Self {
         self
     }
     #[inline(always)]

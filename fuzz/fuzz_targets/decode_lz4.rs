@@ -1,0 +1,12 @@
+//! Property: decoding arbitrary bytes as a LZ4 (32004) chunk never panics,
+//! whatever output size the caller knows (up to 1 MiB).
+//! Input layout: `hdrmx_fuzz` (`[flags, len0, len1, len2, chunk...]`).
+#![no_main]
+use hdrmx_fuzz::{decode_checked, DecodeInput, Kind};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(input) = DecodeInput::parse(data, Some(Kind::Lz4)) {
+        decode_checked(&input.codec, input.chunk, input.out_len, 0);
+    }
+});
