@@ -186,6 +186,15 @@ fn write_frame(dir: &Path, name: &str, frame: &Frame, bytes: &[u8]) -> Result<()
     Ok(())
 }
 
+pub fn frames(dir: &Path, quick: bool) -> Result<()> {
+    for (name, spec) in bench_frames(quick) {
+        let frame = sim::simulate(&spec);
+        write_frame(dir, &name, &frame, &frame.to_bytes())?;
+        println!("{}", dir.join(format!("{name}.raw")).display());
+    }
+    Ok(())
+}
+
 pub fn codecs(args: &BenchArgs) -> Result<()> {
     let mut report = Report {
         kernel: Kernel::best().name(),

@@ -42,12 +42,7 @@ pub fn run(cmd: ChunkCommand) -> Result<()> {
 /// The size a chunk declares, accepted up to 4 GiB so that a lying header cannot make us
 /// allocate without limit.
 fn header_size(codec: &Codec, chunk: &[u8]) -> Result<usize> {
-    let declared = match codec {
-        Codec::Bitshuffle(c) => Some(c.decoded_len(chunk)?),
-        Codec::Lz4(c) => Some(c.decoded_len(chunk)?),
-        Codec::Zstd(c) => c.decoded_len(chunk),
-    };
-    let Some(declared) = declared else {
+    let Some(declared) = codec.decoded_len(chunk)? else {
         bail!("the chunk does not declare its size: pass --size")
     };
     const LIMIT: u64 = 1 << 32;

@@ -54,6 +54,14 @@ pub enum ChunkCommand {
 pub enum BenchCommand {
     /// Encode and decode speed and size of every codec, one thread.
     Codecs(BenchArgs),
+    /// Only write the benchmark frames (`NAME.raw` + `NAME.json`), for other programs to measure.
+    Frames {
+        #[arg(long)]
+        out: PathBuf,
+        /// Only the smaller frame (2068 x 2162 uint16).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +142,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
     match cli.command {
         Command::Chunk(cmd) => crate::chunk::run(cmd),
         Command::Bench(BenchCommand::Codecs(args)) => crate::bench::codecs(&args),
+        Command::Bench(BenchCommand::Frames { out, quick }) => crate::bench::frames(&out, quick),
         Command::Demo(args) => crate::bench::demo(&args),
     }
 }

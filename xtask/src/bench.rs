@@ -5,11 +5,49 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{bootstrap, cargo, root, run_cmd};
+use crate::{bootstrap, build_release, root, run_cmd};
+
+/// The three plugins alone in a directory, for `HDF5_PLUGIN_PATH`.
+pub const PLUGINS: [&str; 3] = [
+    "libhdrmx_h5bshuf.so",
+    "libhdrmx_h5lz4.so",
+    "libhdrmx_h5zstd.so",
+];
+
+pub fn filters(quick: bool) -> Result<()> {
+    bootstrap::all()?;
+    build_release()?;
+    let dir = root().join("target/bench-filters");
+    let _ = std::fs::remove_dir_all(&dir);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for p in PLUGINS {
+        std::fs::copy(root().join("target/release").join(p), plugins.join(p))?;
+    }
+    let frames = dir.join("frames");
+    let mut hdrmx = Command::new(root().join("target/release/hdrmx"));
+    hdrmx.args(["bench", "frames", "--out"]).arg(&frames);
+    if quick {
+        hdrmx.arg("--quick");
+    }
+    run_cmd(&mut hdrmx)?;
+    run_cmd(
+        Command::new(bootstrap::venv_python())
+            .arg(root().join("tests/python/bench_filters.py"))
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .arg("--frames")
+            .arg(&frames)
+            .arg("--out")
+            .arg(dir.join("results.json")),
+    )?;
+    println!("\nTargets (issue 3): reads >= 1.5x hdf5plugin's, writes >= 1.3x.");
+    Ok(())
+}
 
 pub fn codecs(quick: bool) -> Result<()> {
     bootstrap::all()?;
-    cargo(&["build", "--release", "-p", "hdrmx-cli"])?;
+    build_release()?;
     let dir = root().join("target/bench-codecs");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

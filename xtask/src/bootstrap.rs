@@ -6,9 +6,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::{root, run_cmd};
 
-/// Debian packages the suite needs (none yet beyond Rust, gcc and Python; the filter and
-/// durin-rs issues add hdf5-tools and libhdf5-dev here).
-const DEBIAN_PACKAGES: &[&str] = &[];
+/// Debian packages the suite needs: HDF5's command-line tools (HDF5 1.10), which load our filter
+/// plugins in the tests.
+const DEBIAN_PACKAGES: &[&str] = &["hdf5-tools"];
 const REQUIREMENTS: &str = "tests/python/requirements.txt";
 
 pub fn all() -> Result<()> {

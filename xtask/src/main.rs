@@ -23,7 +23,9 @@ tasks:
                          Python tests against the reference, fuzz smoke runs (60 s each)
   demo                   simulate EIGER2 frames and round-trip them through every codec
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
-                         thread, with ratios";
+                         thread, with ratios
+  bench filters [--quick] h5py reading and writing through hdf5plugin and through our
+                         plugins, separate processes, one thread, with ratios";
 
 fn main() -> ExitCode {
     match run() {
@@ -63,6 +65,7 @@ fn run() -> Result<()> {
         ]),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("codecs") => bench::codecs(flag("--quick")),
+            Some("filters") => bench::filters(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
         },
         _ => {
@@ -85,6 +88,22 @@ pub fn cargo_cmd() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());
     cmd
+}
+
+/// The release `hdrmx` and the three filter plugins.
+pub fn build_release() -> Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "hdrmx-cli",
+        "-p",
+        "hdrmx-h5bshuf",
+        "-p",
+        "hdrmx-h5lz4",
+        "-p",
+        "hdrmx-h5zstd",
+    ])
 }
 
 pub fn cargo(args: &[&str]) -> Result<()> {
@@ -141,13 +160,13 @@ fn test(quick: bool, fuzz_seconds: u64) -> Result<()> {
         (
             "python tests",
             Box::new(move || {
-                cargo(&["build", "--release", "-p", "hdrmx-cli"])?;
-                let bin = root().join("target/release/hdrmx");
+                build_release()?;
                 run_cmd(
                     Command::new(&python)
                         .args(["-m", "pytest", "-q", "tests/python"])
                         .current_dir(root())
-                        .env("HDRMX_BIN", bin),
+                        .env("HDRMX_BIN", root().join("target/release/hdrmx"))
+                        .env("HDRMX_PLUGIN_DIR", root().join("target/release")),
                 )
             }),
         ),

@@ -14,9 +14,17 @@ pub(crate) fn lz4_bound(len: usize) -> usize {
     lz4_flex::block::get_maximum_output_size(len)
 }
 
+thread_local! {
+    // Kept per thread so that each block does not allocate a fresh hash table.
+    static LZ4_TABLE: RefCell<lz4_flex::block::CompressTable> = RefCell::default();
+}
+
 /// Compresses `src` as one LZ4 block into `dst` (at least [`lz4_bound`] long).
 pub(crate) fn lz4_compress(src: &[u8], dst: &mut [u8]) -> usize {
-    lz4_flex::block::compress_into(src, dst).expect("destination holds lz4_bound bytes")
+    LZ4_TABLE.with(|table| {
+        lz4_flex::block::compress_into_with_table(src, dst, &mut table.borrow_mut())
+            .expect("destination holds lz4_bound bytes")
+    })
 }
 
 thread_local! {

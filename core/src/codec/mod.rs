@@ -47,6 +47,25 @@ impl Codec {
         }
     }
 
+    /// Short name for messages: "bitshuffle", "lz4" or "zstd".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Codec::Bitshuffle(_) => "bitshuffle",
+            Codec::Lz4(_) => "lz4",
+            Codec::Zstd(_) => "zstd",
+        }
+    }
+
+    /// The uncompressed size a chunk declares (its header, or a zstd frame's content size), if it
+    /// declares one. Cap it by what you expect before allocating from it.
+    pub fn decoded_len(&self, chunk: &[u8]) -> Result<Option<u64>, CodecError> {
+        match self {
+            Codec::Bitshuffle(c) => c.decoded_len(chunk).map(Some),
+            Codec::Lz4(c) => c.decoded_len(chunk).map(Some),
+            Codec::Zstd(c) => Ok(c.decoded_len(chunk)),
+        }
+    }
+
     pub fn filter_id(&self) -> u32 {
         match self {
             Codec::Bitshuffle(_) => bitshuffle::FILTER_ID,
