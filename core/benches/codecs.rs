@@ -89,5 +89,23 @@ fn lz4_share(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels, codecs, lz4_share);
+/// One chunk's blocks on rayon's pool (all cores) against one thread.
+fn parallel(c: &mut Criterion) {
+    let data = frame();
+    let codec = Bitshuffle::new(4, Compression::Lz4).unwrap();
+    let chunk = Codec::Bitshuffle(codec).encode(&data).unwrap();
+    let mut out = vec![0u8; data.len()];
+    let mut group = c.benchmark_group("frame_4m_u32_bslz4");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(20);
+    group.bench_function("decode", |b| {
+        b.iter(|| codec.decode(&chunk, &mut out).unwrap())
+    });
+    group.bench_function("decode_parallel", |b| {
+        b.iter(|| codec.decode_parallel(&chunk, &mut out).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, kernels, codecs, lz4_share, parallel);
 criterion_main!(benches);

@@ -26,6 +26,9 @@ pub const BLOCK_MULTIPLE: usize = 8;
 pub const MIN_DEFAULT_BLOCK: usize = 128;
 /// Chunk header: u64 BE uncompressed bytes, u32 BE block bytes.
 pub const HEADER_LEN: usize = 12;
+/// Bytes of output per task in [`Bitshuffle::decode_parallel`].
+#[cfg(feature = "parallel")]
+const PARALLEL_TASK_BYTES: usize = 1 << 20;
 /// The reference version written into cd_values[0..2] (0.5).
 pub const CD_VERSION: [u32; 2] = [0, 5];
 
@@ -239,8 +242,10 @@ impl Bitshuffle {
         finish_tail(&mut input, plan.n, e, out)
     }
 
-    /// Like [`Bitshuffle::decode`], decoding the blocks of one chunk on the rayon thread pool.
-    /// Worth it for chunks of a megabyte or more when the caller has cores to spare.
+    /// Like [`Bitshuffle::decode`], decoding the blocks of one chunk on the rayon thread pool, a
+    /// megabyte of output per task. Decoding is close to memory-bound, so this pays only with
+    /// idle cores and memory bandwidth to spare (on the 2-core build machine it does not:
+    /// `cargo bench -p hdrmx-core -- frame_4m_u32_bslz4`).
     #[cfg(feature = "parallel")]
     pub fn decode_parallel(&self, chunk: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
         use rayon::prelude::*;
@@ -256,13 +261,22 @@ impl Bitshuffle {
             .collect::<Result<Vec<_>, _>>()?;
         let full_len = plan.n / 8 * 8 * e;
         let (body, _) = out.split_at_mut(full_len);
-        body.par_chunks_mut(plan.block_size * e)
-            .zip(sources.par_iter())
+        // A task decodes a run of blocks: one task per 8 KiB block costs more than it saves.
+        let block_bytes = plan.block_size * e;
+        let per_task = (PARALLEL_TASK_BYTES / block_bytes).max(1);
+        body.par_chunks_mut(block_bytes * per_task)
+            .zip(sources.par_chunks(per_task))
             .enumerate()
-            .try_for_each(|(index, (dst, src))| {
-                with_scratch(dst.len() + SLACK, |scratch| {
-                    self.decompress(index, src, scratch)?;
-                    transpose::untranspose(&scratch[..dst.len()], dst, e);
+            .try_for_each(|(task, (dst, srcs))| {
+                with_scratch(block_bytes.min(dst.len()) + SLACK, |scratch| {
+                    for (i, (dst, src)) in dst.chunks_mut(block_bytes).zip(srcs).enumerate() {
+                        self.decompress(
+                            task * per_task + i,
+                            src,
+                            &mut scratch[..dst.len() + SLACK],
+                        )?;
+                        transpose::untranspose(&scratch[..dst.len()], dst, e);
+                    }
                     Ok(())
                 })
             })?;
