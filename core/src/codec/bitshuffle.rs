@@ -11,7 +11,7 @@
 //! that stays in cache and untransposed from there straight into the caller's buffer.
 use super::block;
 use super::bytes::{put_u32_be, put_u64_be, Cursor};
-use super::error::CodecError;
+use super::error::{check_room, CodecError};
 use super::lz4_block::SLACK;
 use super::scratch::with_scratch;
 use super::transpose;
@@ -352,14 +352,7 @@ impl Bitshuffle {
     /// the chunk's length.
     pub fn encode_into(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CodecError> {
         let n = self.check_len(src.len())?;
-        let need = self.max_encoded_len(src.len());
-        if dst.len() < need {
-            return Err(CodecError::OutputTooSmall {
-                codec: NAME,
-                expected: need,
-                actual: dst.len(),
-            });
-        }
+        check_room(NAME, self.max_encoded_len(src.len()), dst.len())?;
         let e = self.elem_size;
         let mut pos = 0;
         if self.compression != Compression::None {

@@ -89,3 +89,15 @@ pub(crate) fn truncated(
         available: available as u64,
     }
 }
+
+/// Fails unless an encoder's destination has the worst-case room.
+pub(crate) fn check_room(codec: &'static str, need: usize, have: usize) -> Result<(), CodecError> {
+    if have < need {
+        return Err(CodecError::OutputTooSmall {
+            codec,
+            expected: need,
+            actual: have,
+        });
+    }
+    Ok(())
+}

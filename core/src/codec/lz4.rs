@@ -6,7 +6,7 @@
 //! raw: the encoder does that whenever LZ4 does not shrink it.
 use super::block;
 use super::bytes::{put_u32_be, put_u64_be, Cursor};
-use super::error::CodecError;
+use super::error::{check_room, CodecError};
 
 /// The HDF5 filter id.
 pub const FILTER_ID: u32 = 32004;
@@ -110,14 +110,7 @@ impl Lz4 {
 
     /// Encodes `src` into `dst` (at least [`Lz4::max_encoded_len`] bytes); returns the length.
     pub fn encode_into(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CodecError> {
-        let need = self.max_encoded_len(src.len());
-        if dst.len() < need {
-            return Err(CodecError::OutputTooSmall {
-                codec: NAME,
-                expected: need,
-                actual: dst.len(),
-            });
-        }
+        check_room(NAME, self.max_encoded_len(src.len()), dst.len())?;
         // Like the reference, a chunk smaller than the block size is one block of its own size.
         let block_size = self.block_size.min(src.len());
         let mut pos = put_u64_be(dst, 0, src.len() as u64);

@@ -42,8 +42,17 @@ pub(crate) fn decompress(input: &[u8], out: &mut [u8], len: usize) -> Result<(),
         if lit > len - d {
             return Err(format!("LZ4 data decompresses to more than {len} bytes"));
         }
-        if lit <= 16 && input.len() - i >= 16 && out.len() - d >= 16 {
-            out[d..d + 16].copy_from_slice(&input[i..i + 16]);
+        if input.len() - i >= lit + 16 && out.len() - d >= lit + 16 {
+            // Whole 16-byte steps, running past the literals into room that is overwritten next.
+            let mut k = 0;
+            loop {
+                let chunk: [u8; 16] = input[i + k..i + k + 16].try_into().expect("16 bytes");
+                out[d + k..d + k + 16].copy_from_slice(&chunk);
+                k += 16;
+                if k >= lit {
+                    break;
+                }
+            }
         } else {
             out[d..d + lit].copy_from_slice(&input[i..i + lit]);
         }
@@ -95,6 +104,18 @@ fn read_length(input: &[u8], i: &mut usize) -> Result<usize, String> {
     }
 }
 
+/// The largest whole number of `offset`-byte periods in 16 bytes (a table: a division here costs
+/// more than the copy).
+const PERIOD_STEP: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut o = 1;
+    while o < 16 {
+        t[o] = (16 - 16 % o) as u8;
+        o += 1;
+    }
+    t
+};
+
 /// Copies `length` bytes from `offset` back to `d` (checked: `offset <= d`, `d + length` within
 /// the decoded length).
 #[inline(always)]
@@ -141,7 +162,7 @@ fn copy_match(out: &mut [u8], d: usize, offset: usize, length: usize) {
             period *= 2;
         }
         let pattern = pattern.to_le_bytes();
-        let step = 16 - 16 % offset;
+        let step = usize::from(PERIOD_STEP[offset]);
         let mut k = 0;
         while k < length {
             out[d + k..d + k + 16].copy_from_slice(&pattern);

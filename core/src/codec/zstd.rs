@@ -1,6 +1,6 @@
 //! HDF5 filter 32015: the chunk is one zstd frame; cd_values[0] is the compression level.
 use super::block;
-use super::error::CodecError;
+use super::error::{check_room, CodecError};
 
 /// The HDF5 filter id.
 pub const FILTER_ID: u32 = 32015;
@@ -68,14 +68,7 @@ impl Zstd {
     }
 
     pub fn encode_into(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CodecError> {
-        let need = self.max_encoded_len(src.len());
-        if dst.len() < need {
-            return Err(CodecError::OutputTooSmall {
-                codec: NAME,
-                expected: need,
-                actual: dst.len(),
-            });
-        }
+        check_room(NAME, self.max_encoded_len(src.len()), dst.len())?;
         block::zstd_compress(src, dst, self.level).map_err(|reason| CodecError::BadParameters {
             codec: NAME,
             reason,
