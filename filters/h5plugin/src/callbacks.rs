@@ -20,12 +20,16 @@ static FAILURES: AtomicUsize = AtomicUsize::new(0);
 fn report(h5: &Hdf5, function: &CStr, message: &str) {
     h5.push_error(function, message);
     match FAILURES.fetch_add(1, Ordering::Relaxed) {
-        n if n < PRINTED_FAILURES => eprintln!("hdrmx HDF5 filter: {message}"),
-        n if n == PRINTED_FAILURES => {
-            eprintln!("hdrmx HDF5 filter: further failures are not printed")
-        }
+        n if n < PRINTED_FAILURES => say(message),
+        n if n == PRINTED_FAILURES => say("further failures are not printed"),
         _ => {}
     }
+}
+
+/// One line on stderr; never panics (`eprintln!` would, with stderr closed, across the C ABI).
+fn say(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "hdrmx HDF5 filter: {message}");
 }
 
 /// Runs `f` for the library in slot `k`; an error or a panic becomes an HDF5 error.
@@ -57,7 +61,7 @@ pub fn plugin_info(caller: *const c_void, classes: &'static [H5ZClass2; SLOTS]) 
     match found {
         Ok(Ok(k)) => std::ptr::from_ref(&classes[k]).cast(),
         Ok(Err(message)) => {
-            eprintln!("hdrmx HDF5 plugin: {message}");
+            say(&message);
             std::ptr::null()
         }
         Err(_) => std::ptr::null(),
