@@ -1,5 +1,6 @@
 //! `cargo xtask bench codecs`: ours and the reference bitshuffle on the same frames, in one run.
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -14,10 +15,10 @@ pub const PLUGINS: [&str; 3] = [
     "libhdrmx_h5zstd.so",
 ];
 
-pub fn filters(quick: bool) -> Result<()> {
-    bootstrap::all()?;
-    build_release()?;
-    let dir = root().join("target/bench-filters");
+/// A fresh `target/NAME` with the plugins alone in `plugins/` and the benchmark frames in
+/// `frames/`.
+fn plugins_and_frames(name: &str, quick: bool) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let dir = root().join("target").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -30,7 +31,32 @@ pub fn filters(quick: bool) -> Result<()> {
     if quick {
         hdrmx.arg("--quick");
     }
-    run_cmd(&mut hdrmx)?;
+    run_cmd(hdrmx.stdout(std::process::Stdio::null()))?;
+    Ok((dir, plugins, frames))
+}
+
+/// `cargo xtask demo`: the codecs on simulated frames, then the plugins through h5py.
+pub fn demo() -> Result<()> {
+    bootstrap::python()?;
+    build_release()?;
+    run_cmd(Command::new(root().join("target/release/hdrmx")).arg("demo"))?;
+    let (dir, plugins, frames) = plugins_and_frames("demo", true)?;
+    run_cmd(
+        Command::new(bootstrap::venv_python())
+            .arg(root().join("tests/python/demo_filters.py"))
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .arg("--frames")
+            .arg(&frames)
+            .arg("--out")
+            .arg(dir.join("files")),
+    )
+}
+
+pub fn filters(quick: bool) -> Result<()> {
+    bootstrap::all()?;
+    build_release()?;
+    let (dir, plugins, frames) = plugins_and_frames("bench-filters", quick)?;
     run_cmd(
         Command::new(bootstrap::venv_python())
             .arg(root().join("tests/python/bench_filters.py"))

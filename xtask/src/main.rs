@@ -21,7 +21,8 @@ tasks:
   test [--quick] [--fuzz-seconds N]
                          the whole suite: fmt, clippy, cargo tests (also with SIMD off),
                          Python tests against the reference, fuzz smoke runs (60 s each)
-  demo                   simulate EIGER2 frames and round-trip them through every codec
+  demo                   simulate EIGER2 frames, round-trip them through every codec, and
+                         write them with h5py through our plugin, read back by hdf5plugin
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
                          thread, with ratios
   bench filters [--quick] h5py reading and writing through hdf5plugin and through our
@@ -54,15 +55,7 @@ fn run() -> Result<()> {
             };
             test(flag("--quick"), fuzz_seconds)
         }
-        Some("demo") => cargo(&[
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "hdrmx-cli",
-            "--",
-            "demo",
-        ]),
+        Some("demo") => bench::demo(),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("codecs") => bench::codecs(flag("--quick")),
             Some("filters") => bench::filters(flag("--quick")),
