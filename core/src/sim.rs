@@ -2,8 +2,15 @@
 //!
 //! A frame has the EIGER2 module layout (1028 x 512 pixel modules, 12 px gaps between module
 //! columns and 38 px between module rows) with the gaps at the dtype's maximum, as DECTRIS
-//! writes them; a Poisson background that falls linearly from the centre to the corners; and
-//! Gaussian spots whose photons are placed one by one, so counts are Poisson too.
+//! writes them; a Poisson background that falls linearly from the centre to the corners, plus
+//! optional ice rings; and Gaussian spots whose photons are placed one by one, so counts are
+//! Poisson too, optionally a fraction of them right at module edges. Optional defects: dead
+//! pixels and a beamstop disc at the dtype's maximum (masked), and hot pixels (not masked: a
+//! detector does not know them). The frame comes with its NXmx `pixel_mask` and the truth: the
+//! spots and the hot pixels.
+//!
+//! The optional features draw from their own random stream, so a spec without them gives the
+//! same frame whatever they would have drawn.
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -101,6 +108,23 @@ impl PixelType {
     }
 }
 
+/// NXmx `pixel_mask` bits the simulator sets.
+pub const MASK_GAP: u32 = 1 << 0;
+pub const MASK_DEAD: u32 = 1 << 1;
+/// The beamstop: user-defined (bit 8), as beamlines mask it.
+pub const MASK_BEAMSTOP: u32 = 1 << 8;
+
+/// A powder ring of ice: extra background, Gaussian in radius.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IceRing {
+    /// Distance from the frame centre, pixels.
+    pub radius: f64,
+    /// Gaussian sigma across the ring, pixels.
+    pub width: f64,
+    /// Extra mean photons per pixel on the ring's crest.
+    pub photons: f64,
+}
+
 /// What to simulate.
 #[derive(Clone, Debug)]
 pub struct FrameSpec {
@@ -111,6 +135,15 @@ pub struct FrameSpec {
     pub background_edge: f64,
     pub spots: usize,
     pub seed: u64,
+    pub ice_rings: Vec<IceRing>,
+    /// Fraction of spots centred 0.2 to 1.5 px inside a module edge.
+    pub edge_spot_fraction: f64,
+    /// Fraction of module pixels that are dead (at the maximum, masked).
+    pub dead_fraction: f64,
+    /// Radius of the beamstop disc at the centre (at the maximum, masked), pixels; 0 for none.
+    pub beamstop_radius: f64,
+    /// Hot pixels: unmasked, with counts between 1000 and 20000 (capped below the maximum).
+    pub hot_pixels: usize,
 }
 
 impl FrameSpec {
@@ -128,6 +161,11 @@ impl FrameSpec {
             background_edge: background,
             spots,
             seed,
+            ice_rings: Vec::new(),
+            edge_spot_fraction: 0.0,
+            dead_fraction: 0.0,
+            beamstop_radius: 0.0,
+            hot_pixels: 0,
         }
     }
 }
@@ -139,16 +177,21 @@ pub struct Spot {
     pub y: f64,
     pub sigma: f64,
     pub photons: u32,
+    /// Placed right at a module edge.
+    pub at_edge: bool,
 }
 
-/// A simulated frame: pixel values (row-major, `ny` rows of `nx`) and the spots in it.
+/// A simulated frame: pixel values (row-major, `ny` rows of `nx`), its NXmx pixel mask, and the
+/// truth: the spots and the hot pixels `(x, y)`.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub nx: usize,
     pub ny: usize,
     pub pixel_type: PixelType,
     pub pixels: Vec<u32>,
+    pub mask: Vec<u32>,
     pub spots: Vec<Spot>,
+    pub hot_pixels: Vec<(usize, usize)>,
 }
 
 impl Frame {
@@ -184,11 +227,28 @@ fn poisson(rng: &mut impl Rng, mean: f64) -> u32 {
     k
 }
 
+/// A point 0.2 to 1.5 px inside one of the four edges of a random module.
+fn edge_position(rng: &mut impl Rng, det: Detector) -> (f64, f64) {
+    let mx = rng.gen_range(0..det.modules_fast) * (MODULE_FAST + GAP_FAST);
+    let my = rng.gen_range(0..det.modules_slow) * (MODULE_SLOW + GAP_SLOW);
+    let inset = rng.gen_range(0.2..1.5);
+    let along_x = mx as f64 + rng.gen_range(0.0..MODULE_FAST as f64);
+    let along_y = my as f64 + rng.gen_range(0.0..MODULE_SLOW as f64);
+    match rng.gen_range(0..4) {
+        0 => (mx as f64 + inset, along_y),
+        1 => ((mx + MODULE_FAST) as f64 - inset, along_y),
+        2 => (along_x, my as f64 + inset),
+        _ => (along_x, (my + MODULE_SLOW) as f64 - inset),
+    }
+}
+
 /// Simulates one frame.
 pub fn simulate(spec: &FrameSpec) -> Frame {
     let det = spec.detector;
     let (nx, ny) = (det.nx(), det.ny());
     let mut rng = Pcg64Mcg::seed_from_u64(spec.seed);
+    // The optional features' own stream (see the module docs).
+    let mut extra = Pcg64Mcg::seed_from_u64(spec.seed ^ 0x9E37_79B9_7F4A_7C15);
     let (cx, cy) = (nx as f64 / 2.0, ny as f64 / 2.0);
     let rmax = (cx * cx + cy * cy).sqrt();
     let slope = (spec.background_edge - spec.background_centre) / rmax;
@@ -197,20 +257,33 @@ pub fn simulate(spec: &FrameSpec) -> Frame {
         let dy = y as f64 + 0.5 - cy;
         for (x, px) in row.iter_mut().enumerate() {
             let dx = x as f64 + 0.5 - cx;
-            let mean = spec.background_centre + slope * (dx * dx + dy * dy).sqrt();
-            *px = poisson(&mut rng, mean);
+            let r = (dx * dx + dy * dy).sqrt();
+            let ice: f64 = spec
+                .ice_rings
+                .iter()
+                .map(|ring| {
+                    ring.photons
+                        * (-(r - ring.radius).powi(2) / (2.0 * ring.width * ring.width)).exp()
+                })
+                .sum();
+            *px = poisson(&mut rng, spec.background_centre + slope * r + ice);
         }
     }
     let max = spec.pixel_type.max();
     let mut spots = Vec::with_capacity(spec.spots);
     for _ in 0..spec.spots {
-        let spot = Spot {
+        let mut spot = Spot {
             x: rng.gen_range(0.0..nx as f64),
             y: rng.gen_range(0.0..ny as f64),
             sigma: rng.gen_range(0.6..1.2),
             // Log-uniform between 20 and 5000 photons.
             photons: (20f64.ln() + rng.gen::<f64>() * (5000f64.ln() - 20f64.ln())).exp() as u32,
+            at_edge: false,
         };
+        if spec.edge_spot_fraction > 0.0 && extra.gen::<f64>() < spec.edge_spot_fraction {
+            (spot.x, spot.y) = edge_position(&mut extra, det);
+            spot.at_edge = true;
+        }
         for _ in 0..spot.photons {
             let gx: f64 = rng.sample(rand_distr::StandardNormal);
             let gy: f64 = rng.sample(rand_distr::StandardNormal);
@@ -222,19 +295,48 @@ pub fn simulate(spec: &FrameSpec) -> Frame {
         }
         spots.push(spot);
     }
-    for (y, row) in pixels.chunks_exact_mut(nx).enumerate() {
-        for (x, px) in row.iter_mut().enumerate() {
+    let mut hot_pixels = Vec::with_capacity(spec.hot_pixels);
+    for _ in 0..spec.hot_pixels {
+        let (x, y) = (extra.gen_range(0..nx), extra.gen_range(0..ny));
+        pixels[y * nx + x] = extra.gen_range(1000..20_000).min(max - 1);
+        hot_pixels.push((x, y));
+    }
+    let mut mask = vec![0u32; nx * ny];
+    if spec.dead_fraction > 0.0 {
+        let dead = (spec.dead_fraction * (nx * ny) as f64).round() as usize;
+        for _ in 0..dead {
+            mask[extra.gen_range(0..nx * ny)] |= MASK_DEAD;
+        }
+    }
+    let r2 = spec.beamstop_radius * spec.beamstop_radius;
+    for (y, (row, mrow)) in pixels
+        .chunks_exact_mut(nx)
+        .zip(mask.chunks_exact_mut(nx))
+        .enumerate()
+    {
+        let dy = y as f64 + 0.5 - cy;
+        for (x, (px, m)) in row.iter_mut().zip(mrow.iter_mut()).enumerate() {
+            let dx = x as f64 + 0.5 - cx;
             if det.is_gap(x, y) {
+                *m |= MASK_GAP;
+            }
+            if dx * dx + dy * dy < r2 {
+                *m |= MASK_BEAMSTOP;
+            }
+            if *m != 0 {
                 *px = max;
             }
         }
     }
+    hot_pixels.retain(|&(x, y)| mask[y * nx + x] == 0);
     Frame {
         nx,
         ny,
         pixel_type: spec.pixel_type,
         pixels,
+        mask,
         spots,
+        hot_pixels,
     }
 }
 
@@ -264,5 +366,81 @@ mod tests {
         let mean = module.iter().map(|&v| f64::from(v)).sum::<f64>() / module.len() as f64;
         assert!((0.95..1.3).contains(&mean), "background mean {mean}");
         assert_eq!(a.spots.len(), 50);
+        assert!(a.mask[520 * a.nx..521 * a.nx]
+            .iter()
+            .all(|&m| m == MASK_GAP));
+        assert!(a.hot_pixels.is_empty() && a.spots.iter().all(|s| !s.at_edge));
+    }
+
+    #[test]
+    fn optional_features_leave_the_rest_of_the_frame_alone() {
+        let plain = FrameSpec::new(Detector::EIGER2_1M, PixelType::U32, 0.5, 40, 3);
+        let mut rich = plain.clone();
+        rich.ice_rings = vec![IceRing {
+            radius: 300.0,
+            width: 4.0,
+            photons: 20.0,
+        }];
+        rich.edge_spot_fraction = 0.5;
+        rich.dead_fraction = 0.001;
+        rich.beamstop_radius = 25.0;
+        rich.hot_pixels = 50;
+        let (a, b) = (simulate(&plain), simulate(&rich));
+        let (cx, cy) = (a.nx / 2, a.ny / 2);
+
+        // Beamstop: masked and at the maximum (row cy - 22 is inside the disc, above the gap
+        // that runs through the centre of a 1M); dead pixels too.
+        let inside = (cy - 22) * b.nx + cx;
+        assert_eq!(b.mask[inside], MASK_BEAMSTOP);
+        assert_eq!(b.pixels[inside], u32::MAX);
+        assert_eq!(a.mask[inside], 0);
+        let dead = b.mask.iter().filter(|&&m| m & MASK_DEAD != 0).count();
+        assert!((900..=1100).contains(&dead), "{dead} dead pixels");
+        assert!(b
+            .mask
+            .iter()
+            .zip(&b.pixels)
+            .all(|(&m, &v)| m == 0 || v == u32::MAX));
+
+        // The ice ring is there: mean at radius 300 well above the plain frame's.
+        let ring_mean = |f: &Frame| {
+            let pts: Vec<u32> = (0..360)
+                .map(|deg| {
+                    let t = f64::from(deg).to_radians();
+                    let (x, y) = (cx as f64 + 300.0 * t.cos(), cy as f64 + 300.0 * t.sin());
+                    f.pixels[y as usize * f.nx + x as usize]
+                })
+                .filter(|&v| v != u32::MAX)
+                .collect();
+            pts.iter().map(|&v| f64::from(v)).sum::<f64>() / pts.len() as f64
+        };
+        assert!(
+            ring_mean(&b) > 10.0 && ring_mean(&a) < 2.0,
+            "{} vs {}",
+            ring_mean(&b),
+            ring_mean(&a)
+        );
+
+        // Hot pixels are unmasked and hot; edge spots sit within 1.5 px of a module edge.
+        assert!(b.hot_pixels.len() >= 45);
+        assert!(b
+            .hot_pixels
+            .iter()
+            .all(|&(x, y)| b.mask[y * b.nx + x] == 0 && b.pixels[y * b.nx + x] >= 1000));
+        let edge = b.spots.iter().filter(|s| s.at_edge).count();
+        assert!((10..=30).contains(&edge), "{edge} edge spots of 40");
+        for s in b.spots.iter().filter(|s| s.at_edge) {
+            let fx = s.x % (MODULE_FAST + GAP_FAST) as f64;
+            let fy = s.y % (MODULE_SLOW + GAP_SLOW) as f64;
+            let near = fx
+                .min(MODULE_FAST as f64 - fx)
+                .min(fy)
+                .min(MODULE_SLOW as f64 - fy);
+            assert!(near <= 1.5, "edge spot {s:?} is {near} px from an edge");
+        }
+
+        // Away from the additions, the background is the plain frame's, pixel for pixel.
+        let far = 700 * a.nx + 100;
+        assert_eq!(a.pixels[far..far + 50], b.pixels[far..far + 50]);
     }
 }
