@@ -10,6 +10,23 @@ fn hdrmx(args: &[&str], dir: &Path) -> Output {
         .expect("running hdrmx")
 }
 
+/// `hdrmx chunk decode` of a uint32 bitshuffle/LZ4 chunk file in `dir`.
+fn decode_u32_bslz4(file: &str, dir: &Path) -> Output {
+    hdrmx(
+        &[
+            "chunk",
+            "decode",
+            "--codec",
+            "bslz4",
+            "--elem-size",
+            "4",
+            file,
+            "out.raw",
+        ],
+        dir,
+    )
+}
+
 fn frame() -> Vec<u8> {
     // 10_001 u32 elements: several blocks, a partial block and a raw tail.
     (0u32..10_001)
@@ -93,19 +110,7 @@ fn a_corrupt_chunk_is_a_clear_error_not_a_crash() {
     // Block 0's size field claims far more than the chunk holds.
     chunk[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
     std::fs::write(dir.join("bad.bin"), &chunk).unwrap();
-    let dec = hdrmx(
-        &[
-            "chunk",
-            "decode",
-            "--codec",
-            "bslz4",
-            "--elem-size",
-            "4",
-            "bad.bin",
-            "out.raw",
-        ],
-        &dir,
-    );
+    let dec = decode_u32_bslz4("bad.bin", &dir);
     assert_eq!(dec.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&dec.stderr);
     assert!(
@@ -116,19 +121,7 @@ fn a_corrupt_chunk_is_a_clear_error_not_a_crash() {
     // A header that claims 2^60 bytes is refused before anything is allocated.
     chunk[..8].copy_from_slice(&(1u64 << 60).to_be_bytes());
     std::fs::write(dir.join("huge.bin"), &chunk).unwrap();
-    let dec = hdrmx(
-        &[
-            "chunk",
-            "decode",
-            "--codec",
-            "bslz4",
-            "--elem-size",
-            "4",
-            "huge.bin",
-            "out.raw",
-        ],
-        &dir,
-    );
+    let dec = decode_u32_bslz4("huge.bin", &dir);
     assert_eq!(dec.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dec.stderr).contains("claims 1152921504606846976 bytes"));
 }
