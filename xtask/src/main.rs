@@ -61,10 +61,11 @@ fn run() -> Result<()> {
             Some("filters") => bench::filters(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
         },
-        _ => {
+        None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
         }
+        Some(other) => bail!("unknown task {other:?}\n\n{USAGE}"),
     }
 }
 
