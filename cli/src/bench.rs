@@ -190,7 +190,7 @@ pub fn frames(dir: &Path, quick: bool) -> Result<()> {
     for (name, spec) in bench_frames(quick) {
         let frame = sim::simulate(&spec);
         write_frame(dir, &name, &frame, &frame.to_bytes())?;
-        println!("{}", dir.join(format!("{name}.raw")).display());
+        outln!("{}", dir.join(format!("{name}.raw")).display());
     }
     Ok(())
 }
@@ -201,7 +201,7 @@ pub fn codecs(args: &BenchArgs) -> Result<()> {
         results: Vec::new(),
         kernels: Vec::new(),
     };
-    println!(
+    outln!(
         "hdrmx codecs, one thread, transpose kernel {}",
         report.kernel
     );
@@ -212,22 +212,26 @@ pub fn codecs(args: &BenchArgs) -> Result<()> {
             write_frame(dir, &name, &frame, &bytes)?;
         }
         let e = spec.pixel_type.size();
-        println!(
+        outln!(
             "\n{name}: {} x {} {}, {:.1} MB",
             frame.nx,
             frame.ny,
             frame.pixel_type.name(),
             bytes.len() as f64 / 1e6
         );
-        println!(
+        outln!(
             "  {:<11} {:>12} {:>8} {:>12} {:>12}",
-            "codec", "bytes", "ratio", "encode MB/s", "decode MB/s"
+            "codec",
+            "bytes",
+            "ratio",
+            "encode MB/s",
+            "decode MB/s"
         );
         let frames = [bytes];
         for (codec_name, codec) in all_codecs(e)? {
             let (compressed, enc, dec) = measure(codec_name, &codec, &frames, args.seconds)?;
             let ratio = frames[0].len() as f64 / compressed as f64;
-            println!("  {codec_name:<11} {compressed:>12} {ratio:>8.2} {enc:>12.0} {dec:>12.0}");
+            outln!("  {codec_name:<11} {compressed:>12} {ratio:>8.2} {enc:>12.0} {dec:>12.0}");
             report.results.push(CodecResult {
                 frame: name.clone(),
                 codec: codec_name,
@@ -239,7 +243,7 @@ pub fn codecs(args: &BenchArgs) -> Result<()> {
         }
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
             let (t, u) = measure_kernel(kernel, &frames[0], e, args.seconds / 2.0);
-            println!(
+            outln!(
                 "  transpose {:<7} {t:>8.0} MB/s   untranspose {u:>8.0} MB/s",
                 kernel.name()
             );
@@ -266,7 +270,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         )
     };
     ensure!(args.frames > 0, "--frames must be at least 1");
-    println!(
+    outln!(
         "Simulating {} {} frames ({} x {} uint32, 0.05 photons/pixel, 300 spots each, module gaps at 0xFFFFFFFF)",
         args.frames,
         detector.name,
@@ -286,22 +290,22 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         })
         .collect();
     let raw: usize = frames.iter().map(Vec::len).sum();
-    println!(
+    outln!(
         "Round trip through every codec, one thread, transpose kernel {}:\n",
         Kernel::best().name()
     );
-    println!("| codec | filter | stored MB | ratio | encode MB/s | decode MB/s |");
-    println!("|---|---|---:|---:|---:|---:|");
-    println!("| none | - | {:.1} | 1.00 | - | - |", raw as f64 / 1e6);
+    outln!("| codec | filter | stored MB | ratio | encode MB/s | decode MB/s |");
+    outln!("|---|---|---:|---:|---:|---:|");
+    outln!("| none | - | {:.1} | 1.00 | - | - |", raw as f64 / 1e6);
     for (name, codec) in all_codecs(4)? {
         let (compressed, enc, dec) = measure(name, &codec, &frames, 0.3)?;
-        println!(
+        outln!(
             "| {name} | {} | {:.2} | {:.1} | {enc:.0} | {dec:.0} |",
             codec.filter_id(),
             compressed as f64 / 1e6,
             raw as f64 / compressed as f64
         );
     }
-    println!("\nEvery frame decoded back bit for bit.");
+    outln!("\nEvery frame decoded back bit for bit.");
     Ok(())
 }

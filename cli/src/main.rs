@@ -1,6 +1,15 @@
 //! The `hdrmx` command.
 use std::process::ExitCode;
 
+/// `println!` that returns the write error (a closed pipe ends the program quietly) instead of
+/// panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod bench;
 mod chunk;
 mod cli;
