@@ -144,3 +144,29 @@ fn a_missing_file_names_the_file() {
     assert_eq!(dec.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dec.stderr).contains("reading nothere.bin"));
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hdrmx"))
+        .args(["demo", "--detector", "eiger2-1m", "--frames", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running hdrmx");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("Simulating"), "{first}");
+    // The reader is gone: the next line hits a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
