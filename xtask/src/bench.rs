@@ -54,7 +54,7 @@ pub fn demo() -> Result<()> {
 }
 
 pub fn filters(quick: bool) -> Result<()> {
-    bootstrap::all()?;
+    bootstrap::python()?;
     build_release()?;
     let (dir, plugins, frames) = plugins_and_frames("bench-filters", quick)?;
     run_cmd(
@@ -72,7 +72,7 @@ pub fn filters(quick: bool) -> Result<()> {
 }
 
 pub fn codecs(quick: bool) -> Result<()> {
-    bootstrap::all()?;
+    bootstrap::python()?;
     build_release()?;
     let dir = root().join("target/bench-codecs");
     let _ = std::fs::remove_dir_all(&dir);

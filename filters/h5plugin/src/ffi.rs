@@ -13,8 +13,7 @@ pub const H5Z_CLASS_T_VERS: c_int = 1;
 pub const H5Z_FLAG_REVERSE: c_uint = 0x0100;
 /// `H5E_DEFAULT`: the current error stack.
 pub const H5E_DEFAULT: hid_t = 0;
-/// `H5T_class_t` values the plugins look at.
-pub const H5T_STRING: c_int = 3;
+/// `H5T_class_t` of variable-length types, which bitshuffle refuses.
 pub const H5T_VLEN: c_int = 9;
 
 pub type CanApplyFn = unsafe extern "C" fn(hid_t, hid_t, hid_t) -> htri_t;

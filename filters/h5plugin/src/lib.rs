@@ -15,7 +15,7 @@ mod ffi;
 mod library;
 
 pub use callbacks::{can_apply, filter, plugin_info, set_local};
-pub use ffi::{hid_t, H5ZClass2, H5T_STRING, H5T_VLEN, PLUGIN_TYPE_FILTER};
+pub use ffi::{hid_t, H5ZClass2, H5T_VLEN, PLUGIN_TYPE_FILTER};
 pub use library::Hdf5;
 
 use hdrmx_core::codec::{Codec, CodecError};
