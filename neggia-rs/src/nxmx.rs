@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::dataset::{Dataset, Element};
 use crate::datatype::Datatype;
 use crate::error::{Error, Result};
-use crate::file::{File, Node};
+use crate::file::{File, Node, Options};
 use crate::group::Link;
 
 const DETECTOR: &str = "/entry/instrument/detector";
@@ -52,7 +52,11 @@ pub fn master_path(path: &Path) -> PathBuf {
 impl Master {
     /// Opens a master (`*_master.h5`, `.nxs`, or the `_??????.h5` template form).
     pub fn open(path: impl AsRef<Path>) -> Result<Master> {
-        Self::open_file(File::open(master_path(path.as_ref()))?)
+        Self::open_with(path, Options::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Master> {
+        Self::open_file(File::open_with(master_path(path.as_ref()), options)?)
     }
 
     pub fn open_file(file: File) -> Result<Master> {
