@@ -123,7 +123,7 @@ fn every_master_reads_as_h5py_read_it() {
                 "{name}: frame {i}"
             );
         }
-        let past = m.read_frame_into(m.frames(), &mut vec![0u8; 0]);
+        let past = m.read_frame_into(m.frames(), &mut [0u8; 0]);
         assert!(
             past.unwrap_err().to_string().contains("out of range"),
             "{name}: frame past the end"
