@@ -66,6 +66,11 @@ impl Dataset {
             .ok_or_else(|| missing("dataspace"))?;
         let space = Dataspace::parse(&mut raw.over(oh.body_of(raw, ds)?, "dataspace"))?;
         let lm = oh.find(object::LAYOUT).ok_or_else(|| missing("layout"))?;
+        if oh.find(object::EXTERNAL_FILES).is_some() {
+            return Err(raw.unsupported(format_args!(
+                "{name}: raw data in external files (H5Pset_external)"
+            )));
+        }
         let layout = Layout::parse(&mut raw.over(lm.body, "layout"), space.dims.len())?;
         let filters = match oh.find(object::PIPELINE) {
             Some(m) => {

@@ -9,6 +9,7 @@ pub(crate) const DATATYPE: u16 = 0x0003;
 pub(crate) const FILL_OLD: u16 = 0x0004;
 pub(crate) const FILL: u16 = 0x0005;
 pub(crate) const LINK: u16 = 0x0006;
+pub(crate) const EXTERNAL_FILES: u16 = 0x0007;
 pub(crate) const LAYOUT: u16 = 0x0008;
 pub(crate) const PIPELINE: u16 = 0x000B;
 pub(crate) const ATTRIBUTE: u16 = 0x000C;

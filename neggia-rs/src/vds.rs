@@ -243,7 +243,7 @@ impl Vds {
                     )));
                 }
                 let mut k = 0u64;
-                while k < 1_000_000 && self.source_exists(file, m, k) {
+                while k < 1_000_000 && self.source_exists(m, k) {
                     self.pieces.push(Piece {
                         v_first: v0.start + k * v0.stride,
                         frames: v0.block,
@@ -267,7 +267,7 @@ impl Vds {
                     || s0.block == UNLIMITED
                 {
                     // Non-printf unlimited: the source's current extent bounds the selection.
-                    let frames = match self.open_source(file, name, m_idx, m, 0) {
+                    let frames = match self.open_source(file, m, 0) {
                         Ok(src) => src.shape().first().copied().unwrap_or(0),
                         Err(_) => 0,
                     };
@@ -367,7 +367,7 @@ impl Vds {
         self.segments.retain(|s| !s.2.is_empty());
     }
 
-    fn source_path(&self, file: &File, m: &Mapping, block: u64) -> Option<PathBuf> {
+    fn source_path(&self, m: &Mapping, block: u64) -> Option<PathBuf> {
         if m.file == "." {
             return None;
         }
@@ -382,41 +382,35 @@ impl Vds {
                 return Some(cand);
             }
         }
-        let _ = file;
         Some(self.dir.join(p))
     }
 
-    fn source_exists(&self, file: &File, m: &Mapping, block: u64) -> bool {
-        match self.source_path(file, m, block) {
+    fn source_exists(&self, m: &Mapping, block: u64) -> bool {
+        match self.source_path(m, block) {
             None => true,
             Some(p) => p.exists(),
         }
     }
 
-    fn open_source(
-        &self,
-        file: &File,
-        _name: &str,
-        _m_idx: usize,
-        m: &Mapping,
-        block: u64,
-    ) -> Result<Dataset> {
+    fn open_source(&self, file: &File, m: &Mapping, block: u64) -> Result<Dataset> {
         let dset = substitute(&m.dataset, block);
-        let f = match self.source_path(file, m, block) {
+        let f = match self.source_path(m, block) {
             None => file.clone(),
             Some(p) => file.open_related(&p)?,
         };
         f.dataset(&dset)
     }
 
-    fn source(&self, vd: &Dataset, piece: &Piece) -> Result<std::result::Result<&Dataset, Error>> {
+    /// The source dataset of a piece, opened on first use. Failure is remembered: a missing
+    /// source stays missing for the life of the file handle.
+    fn source(&self, vd: &Dataset, piece: &Piece) -> Result<&Dataset> {
         let m = &self.mappings[piece.mapping];
         let slot = &self.sources[piece.mapping][piece.block as usize];
         let got = slot.get_or_init(|| {
-            self.open_source(vd.file(), vd.name(), piece.mapping, m, piece.block)
+            self.open_source(vd.file(), m, piece.block)
                 .map_err(|e| e.to_string())
         });
-        Ok(got.as_ref().map_err(|why| Error::VdsSource {
+        got.as_ref().map_err(|why| Error::VdsSource {
             path: vd.file().path().to_path_buf(),
             dataset: vd.name().to_string(),
             mapping: format!(
@@ -425,7 +419,7 @@ impl Vds {
                 substitute(&m.dataset, piece.block)
             ),
             why: why.clone(),
-        }))
+        })
     }
 
     /// Reads a box of the virtual dataset: for each segment of frames, each covering piece's
@@ -490,10 +484,11 @@ impl Vds {
             let mut dst_shape = vec![b - a];
             dst_shape.extend_from_slice(&count[1..]);
             for (pi, s_at, ext, dst_at) in parts {
-                let src = match self.source(vd, &self.pieces[pi])? {
+                let src = match self.source(vd, &self.pieces[pi]) {
                     Ok(src) => src,
-                    Err(e) if vd.file().options().missing_vds_source_is_fill => {
-                        let _ = e;
+                    Err(Error::VdsSource { .. })
+                        if vd.file().options().missing_vds_source_is_fill =>
+                    {
                         fill_box(rows, &dst_shape, &dst_at, &ext, elem, &vd.0.fill);
                         continue;
                     }
