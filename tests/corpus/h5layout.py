@@ -40,9 +40,15 @@ class H5File:
 
     def __init__(self, path):
         with open(path, "rb") as fh:
-            self.buf = fh.read()
-        if self.buf[:8] != b"\x89HDF\r\n\x1a\n":
-            raise ValueError(f"{path}: no HDF5 signature at offset 0")
+            buf = fh.read()
+        # After a user block the superblock is at 512, 1024, 2048, ...; every address is
+        # relative to it, so the view starts there.
+        at = 0
+        while buf[at:at + 8] != b"\x89HDF\r\n\x1a\n":
+            if at >= len(buf):
+                raise ValueError(f"{path}: no HDF5 signature")
+            at = 512 if at == 0 else 2 * at
+        self.buf = buf[at:]
         self.sb_version = self.buf[8]
         if self.sb_version in (0, 1):
             self.so, self.sl = self.buf[13], self.buf[14]

@@ -304,6 +304,20 @@ def write_swmr(out):
         f.close()
 
 
+def write_userblock(out):
+    """A user block before the superblock: every address is relative to the superblock."""
+    frames = synth_frames(3, "<u2", 3, pixel_mask())
+    for libver, size in (("earliest", 512), ("latest", 1024)):
+        with h5py.File(os.path.join(out, f"userblock_{libver}.h5"), "w", libver=libver,
+                       userblock_size=size) as f:
+            entry = nxgroup(f, "entry", "NXentry")
+            dset(entry, "frames", frames, chunks=(1, NY, NX), **BSLZ4)
+            dset(entry, "contiguous", np.arange(20, dtype="<i4"))
+        # Something a user block might hold; HDF5 ignores it.
+        with open(os.path.join(out, f"userblock_{libver}.h5"), "r+b") as raw:
+            raw.write(b"hdrmx corpus user block\n")
+
+
 # ---------------------------------------------------------------------------
 # groups_*: group storage generations and a 2000-member group
 # ---------------------------------------------------------------------------
@@ -1024,7 +1038,12 @@ def attribute_entries(path, obj):
 def describe_file(out, rel):
     path = os.path.join(out, rel)
     with open(path, "rb") as fh:
-        head = fh.read(16)
+        data = fh.read()
+    # The superblock sits at 0, or after a user block at 512, 1024, 2048, ...
+    at = 0
+    while data[at:at + 8] != b"\x89HDF\r\n\x1a\n":
+        at = 512 if at == 0 else 2 * at
+    head = data[at:at + 16]
     sb = head[8]
     # A file flagged open for writing (swmr_open.h5) only opens in SWMR-read mode.
     still_open = sb >= 2 and head[11] != 0
@@ -1144,6 +1163,7 @@ def main():
     write_nxmx_small(out)
     write_superblock1(out)
     write_swmr(out)
+    write_userblock(out)
     write_groups(out)
     write_links(out)
     write_attributes(out)
