@@ -28,15 +28,6 @@ pub(crate) struct Geometry<'a> {
 }
 
 impl Geometry<'_> {
-    /// Chunks per dimension covering the current extent.
-    pub(crate) fn grid(&self) -> Vec<u64> {
-        self.dims
-            .iter()
-            .zip(self.chunk)
-            .map(|(d, c)| d.div_ceil(*c))
-            .collect()
-    }
-
     /// Chunks per dimension covering the maximum extent (unlimited dimensions use the current).
     fn max_grid(&self) -> Vec<u64> {
         self.max
@@ -53,13 +44,26 @@ impl Geometry<'_> {
 
     /// Linear position of a chunk in the current-extent grid, or None if it lies outside.
     pub(crate) fn linear(&self, scaled: &[u64]) -> Option<u64> {
-        let grid = self.grid();
         let mut lin = 0u64;
-        for (&s, &g) in scaled.iter().zip(&grid) {
+        for ((&s, d), c) in scaled.iter().zip(self.dims).zip(self.chunk) {
+            let g = d.div_ceil(*c);
             if s >= g {
                 return None;
             }
             lin = lin * g + s;
+        }
+        Some(lin)
+    }
+
+    /// Linear position of the chunk that starts at element `start`, if one does.
+    pub(crate) fn linear_at(&self, start: &[u64]) -> Option<u64> {
+        let mut lin = 0u64;
+        for ((&s, d), c) in start.iter().zip(self.dims).zip(self.chunk) {
+            let g = d.div_ceil(*c);
+            if s % c != 0 || s / c >= g {
+                return None;
+            }
+            lin = lin * g + s / c;
         }
         Some(lin)
     }

@@ -262,11 +262,17 @@ impl Dataset {
                 shape.first().copied().unwrap_or(0)
             )));
         }
-        let mut start = vec![0; shape.len()];
+        // Ranks are at most 32 (checked when the dataspace is parsed): no allocation per frame.
+        let rank = shape.len();
+        let (mut start, mut count) = ([0u64; 32], [0u64; 32]);
         start[0] = i;
-        let mut count = shape.to_vec();
+        count[..rank].copy_from_slice(shape);
         count[0] = 1;
-        self.read_box(&start, &count, bytemuck::cast_slice_mut(out))?;
+        self.read_box(
+            &start[..rank],
+            &count[..rank],
+            bytemuck::cast_slice_mut(out),
+        )?;
         self.to_native(bytemuck::cast_slice_mut(out));
         Ok(())
     }
@@ -317,17 +323,39 @@ impl Dataset {
         }
     }
 
-    fn chunk_error(&self, scaled: &[u64], source: ChunkError) -> Error {
-        let chunk = match self.chunks() {
-            Some(c) => scaled.iter().zip(c).map(|(s, c)| s * c).collect(),
-            None => scaled.to_vec(),
-        };
+    fn chunk_error(&self, origin: &[u64], source: ChunkError) -> Error {
         Error::Chunk {
             path: self.0.file.path().to_path_buf(),
             dataset: self.0.name.clone(),
-            chunk,
+            chunk: origin.to_vec(),
             source: Box::new(source),
         }
+    }
+
+    /// Decodes one stored chunk (whose first element is at `origin`) into `out`.
+    fn decode_chunk(
+        &self,
+        loc: &ChunkLoc,
+        mask: u32,
+        out: &mut [u8],
+        origin: &[u64],
+    ) -> Result<()> {
+        let stored = self
+            .0
+            .file
+            .raw()
+            .slice(loc.addr, loc.size, "chunk")
+            .map_err(|_| {
+                let e = ChunkError::OutOfFile {
+                    addr: loc.addr,
+                    len: loc.size,
+                };
+                self.chunk_error(origin, e)
+            })?;
+        self.0
+            .pipeline
+            .decode(stored, mask, out)
+            .map_err(|e| self.chunk_error(origin, e))
     }
 
     fn geometry<'a>(&'a self, chunk: &'a [u64]) -> Geometry<'a> {
@@ -455,6 +483,24 @@ impl Dataset {
         let rank = shape.len();
         let chunk_bytes = self.byte_len(chunk)?;
         let g = self.geometry(chunk);
+        // The frame path: the box is exactly one stored chunk, not at an edge. It decodes
+        // straight into the caller's buffer, with nothing allocated.
+        let inside = start
+            .iter()
+            .zip(count)
+            .zip(shape)
+            .all(|((s, n), d)| s + n <= *d);
+        if count == chunk && inside {
+            if let Some(lin) = g.linear_at(start) {
+                return match self.0.chunks.get(&lin) {
+                    None => {
+                        fill(out, &self.0.fill);
+                        Ok(())
+                    }
+                    Some(loc) => self.decode_chunk(loc, loc.filter_mask, out, start),
+                };
+            }
+        }
         let first: Vec<u64> = start.iter().zip(chunk).map(|(s, c)| s / c).collect();
         let last: Vec<u64> = start
             .iter()
@@ -487,35 +533,16 @@ impl Dataset {
             match loc {
                 None => fill_box(out, count, &in_box, &ext, elem, &self.0.fill),
                 Some(loc) => {
-                    let stored = self
-                        .0
-                        .file
-                        .raw()
-                        .slice(loc.addr, loc.size, "chunk")
-                        .map_err(|_| {
-                            self.chunk_error(
-                                &pos,
-                                ChunkError::OutOfFile {
-                                    addr: loc.addr,
-                                    len: loc.size,
-                                },
-                            )
-                        })?;
-                    let skip_all = unfiltered_edges && edge;
-                    let mask = if skip_all { u32::MAX } else { loc.filter_mask };
-                    if let Some((id, name)) = self.0.pipeline.unsupported() {
-                        if !skip_all {
-                            return Err(self
-                                .chunk_error(&pos, ChunkError::Unsupported(id, name.to_string())));
-                        }
-                    }
+                    // Edge chunks stored unfiltered skip every filter.
+                    let mask = if unfiltered_edges && edge {
+                        u32::MAX
+                    } else {
+                        loc.filter_mask
+                    };
                     let whole = ext.as_slice() == chunk && ext.as_slice() == count;
                     if whole {
                         // The chunk is the box: decode straight into the caller's buffer.
-                        self.0
-                            .pipeline
-                            .decode(stored, mask, out)
-                            .map_err(|e| self.chunk_error(&pos, e))?;
+                        self.decode_chunk(&loc, mask, out, &origin)?;
                     } else {
                         CHUNK.with(|buf| -> Result<()> {
                             let mut buf = buf.borrow_mut();
@@ -528,10 +555,7 @@ impl Dataset {
                                 })?;
                             }
                             buf.resize(chunk_bytes, 0);
-                            self.0
-                                .pipeline
-                                .decode(stored, mask, &mut buf)
-                                .map_err(|e| self.chunk_error(&pos, e))?;
+                            self.decode_chunk(&loc, mask, &mut buf, &origin)?;
                             copy_box(&buf, chunk, &in_chunk, out, count, &in_box, &ext, elem);
                             Ok(())
                         })?;

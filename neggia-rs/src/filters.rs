@@ -51,14 +51,6 @@ impl Pipeline {
         Pipeline { stages }
     }
 
-    /// The first filter that cannot be decoded, as (id, name).
-    pub(crate) fn unsupported(&self) -> Option<(u16, &str)> {
-        self.stages.iter().find_map(|s| match s {
-            Stage::Unsupported(id, name) => Some((*id, name.as_str())),
-            _ => None,
-        })
-    }
-
     /// Decodes a stored chunk into `out` (the chunk's exact uncompressed size). Filters whose
     /// bit is set in `mask` were skipped by the writer and are skipped here.
     pub(crate) fn decode(
@@ -67,28 +59,34 @@ impl Pipeline {
         mask: u32,
         out: &mut [u8],
     ) -> Result<(), ChunkError> {
-        let active: Vec<&Stage> = self
+        // Undo the filters last to first, skipping those the writer skipped for this chunk.
+        let skipped = |i: usize| i < 32 && mask & (1 << i) != 0;
+        let mut active = self
             .stages
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i >= 32 || mask & (1 << i) == 0)
-            .map(|(_, s)| s)
             .rev()
-            .collect();
-        if active.is_empty() {
+            .filter(|(i, _)| !skipped(*i))
+            .map(|(_, s)| s)
+            .peekable();
+        let Some(first) = active.next() else {
             return copy_exact("no filter", stored, out);
+        };
+        if active.peek().is_none() {
+            // One stage (the detector case): straight into the caller's buffer.
+            return run(first, stored, Dst::Exact(out));
         }
         SCRATCH.with(|s| {
             let (a, b) = &mut *s.borrow_mut();
             let cap = out.len().saturating_mul(2) + (1 << 16);
-            let last = active.len() - 1;
-            for (k, stage) in active.into_iter().enumerate() {
+            run(first, stored, Dst::Grow(a, cap))?;
+            std::mem::swap(a, b);
+            while let Some(stage) = active.next() {
                 // `b` holds the previous stage's output; `a` receives the next.
-                let input: &[u8] = if k == 0 { stored } else { &b[..] };
-                if k == last {
-                    return run(stage, input, Dst::Exact(out));
+                if active.peek().is_none() {
+                    return run(stage, b, Dst::Exact(out));
                 }
-                run(stage, input, Dst::Grow(a, cap))?;
+                run(stage, b, Dst::Grow(a, cap))?;
                 std::mem::swap(a, b);
             }
             Ok(())
