@@ -167,11 +167,30 @@ fn check_codec(codec: Codec, src: &[u8]) -> Result<(), TestCaseError> {
         );
     }
 
-    // The parameters survive a trip through HDF5 cd_values.
+    // decode_with hands over whole elements, in order, covering the buffer, and the bytes it
+    // hands over are the decoded ones.
     let e = match codec {
         Codec::Bitshuffle(b) => b.elem_size(),
         _ => 1,
     };
+    let mut out = vec![0x5Au8; src.len()];
+    let mut next = 0;
+    let mut seen = Vec::new();
+    codec
+        .decode_with(&chunk, &mut out, |at, part| {
+            assert_eq!(at, next, "parts in order, without gaps");
+            assert_eq!(part.len() % e, 0, "whole elements");
+            next = at + part.len();
+            seen.extend_from_slice(part);
+        })
+        .map_err(|err| TestCaseError::fail(format!("decode_with: {err}")))?;
+    prop_assert_eq!(next, src.len());
+    prop_assert!(
+        seen == src && out == src,
+        "decode_with differs from the input"
+    );
+
+    // The parameters survive a trip through HDF5 cd_values.
     let again = Codec::from_filter(codec.filter_id(), &codec.cd_values(), e).unwrap();
     prop_assert_eq!(again, codec);
     Ok(())

@@ -219,6 +219,19 @@ impl Bitshuffle {
     /// Decodes `chunk` into `out`, whose length is the chunk's known uncompressed size. On error
     /// the contents of `out` are unspecified.
     pub fn decode(&self, chunk: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        self.decode_with(chunk, out, |_, _| {})
+    }
+
+    /// Like [`Bitshuffle::decode`], handing each decoded block to `part(byte offset, bytes)` as
+    /// soon as it is written, while it is still in L1: a consumer converts the frame in the same
+    /// pass instead of reading it back from memory ("touch once"). The parts are whole elements,
+    /// come in order and cover `out`. On error some parts may have been handed over already.
+    pub fn decode_with(
+        &self,
+        chunk: &[u8],
+        out: &mut [u8],
+        mut part: impl FnMut(usize, &mut [u8]),
+    ) -> Result<(), CodecError> {
         let plan = self.plan(chunk, out.len())?;
         let e = self.elem_size;
         let mut input = plan.body;
@@ -236,10 +249,16 @@ impl Bitshuffle {
                         transpose::untranspose(&scratch[..count * e], dst, e);
                     }
                 }
+                part(first * e, dst);
             }
             Ok::<_, CodecError>(())
         })?;
-        finish_tail(&mut input, plan.n, e, out)
+        finish_tail(&mut input, plan.n, e, out)?;
+        let tail = plan.n / 8 * 8 * e;
+        if tail < out.len() {
+            part(tail, &mut out[tail..]);
+        }
+        Ok(())
     }
 
     /// Like [`Bitshuffle::decode`], decoding the blocks of one chunk on the rayon thread pool, a

@@ -92,6 +92,25 @@ impl Codec {
         }
     }
 
+    /// Like [`Codec::decode`], handing the decoded bytes to `part(byte offset, bytes)` while they
+    /// are still in cache: block by block for bitshuffle, whole for the others. The parts are
+    /// whole elements, come in order and cover `out`.
+    pub fn decode_with(
+        &self,
+        chunk: &[u8],
+        out: &mut [u8],
+        mut part: impl FnMut(usize, &mut [u8]),
+    ) -> Result<(), CodecError> {
+        match self {
+            Codec::Bitshuffle(c) => c.decode_with(chunk, out, part),
+            _ => {
+                self.decode(chunk, out)?;
+                part(0, out);
+                Ok(())
+            }
+        }
+    }
+
     /// An upper bound of the encoded size of `len` bytes.
     pub fn max_encoded_len(&self, len: usize) -> usize {
         match self {
