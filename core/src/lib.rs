@@ -4,4 +4,5 @@
 //! buffer; nothing else crosses. See the workspace README for the architecture.
 
 pub mod codec;
+pub mod frame;
 pub mod sim;
