@@ -251,6 +251,17 @@ impl Dataset {
         )
     }
 
+    /// Where frame `i` is stored whole: for a virtual dataset, the source dataset and frame that
+    /// are exactly this frame (a missing source is an error); for any other dataset, itself and
+    /// `i`. None when a virtual frame is assembled from several sources or from fill. A reader
+    /// with its own fast path for stored chunks (the XDS plugin) follows VDS frames with it.
+    pub fn frame_source(&self, i: u64) -> Result<Option<(&Dataset, u64)>> {
+        match &self.0.vds {
+            Some(vds) => vds.frame_source(self, i),
+            None => Ok(Some((self, i))),
+        }
+    }
+
     /// Reads frame `i` (index `i` of the first dimension) into `out`, converted to native byte
     /// order. `T` must be the stored type: u16 for `<u2` or `>u2`, and so on.
     pub fn read_frame_into<T: Element>(&self, i: u64, out: &mut [T]) -> Result<()> {

@@ -539,6 +539,38 @@ impl Vds {
         }
         Ok(())
     }
+
+    /// The source dataset and frame that are exactly virtual frame `i`: one piece maps the
+    /// whole frame from the whole frame of a source of the same type and frame shape.
+    pub(crate) fn frame_source(&self, vd: &Dataset, i: u64) -> Result<Option<(&Dataset, u64)>> {
+        let s = self.segments.partition_point(|seg| seg.1 <= i);
+        let Some((first, _, pieces)) = self.segments.get(s) else {
+            return Ok(None);
+        };
+        // Not mapped (fill), or several pieces make up the frame.
+        let (true, &[pi]) = (*first <= i, pieces.as_slice()) else {
+            return Ok(None);
+        };
+        let p = &self.pieces[pi];
+        let frame = vd.shape().get(1..).unwrap_or_default();
+        let whole = p.region.len() == frame.len()
+            && (p.region.iter().zip(frame))
+                .all(|(&(vs, ss, len), &d)| vs == 0 && ss == 0 && len == d);
+        if !whole {
+            return Ok(None);
+        }
+        let src = match self.source(vd, p) {
+            Ok(src) => src,
+            Err(Error::VdsSource { .. }) if vd.file().options().missing_vds_source_is_fill => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        if src.dtype() != vd.dtype() || src.shape().get(1..) != Some(frame) {
+            return Ok(None);
+        }
+        Ok(Some((src, p.s_first + (i - p.v_first))))
+    }
 }
 
 fn has_printf(s: &str) -> bool {
