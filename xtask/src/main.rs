@@ -84,7 +84,7 @@ pub fn cargo_cmd() -> Command {
     cmd
 }
 
-/// The release `hdrmx` and the three filter plugins.
+/// The release `hdrmx`, the three filter plugins, and the XDS plugin with its C test host.
 pub fn build_release() -> Result<()> {
     cargo(&[
         "build",
@@ -97,6 +97,10 @@ pub fn build_release() -> Result<()> {
         "hdrmx-h5lz4",
         "-p",
         "hdrmx-h5zstd",
+        "-p",
+        "hdrmx-xds",
+        "-p",
+        "hdrmx-xds-host",
     ])
 }
 
