@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_xds;
 mod bootstrap;
 mod fuzz;
 
@@ -23,6 +24,8 @@ tasks:
                          Python tests against the reference, fuzz smoke runs (60 s each)
   demo                   simulate EIGER2 frames, round-trip them through every codec, and
                          write them with h5py through our plugin, read back by hdf5plugin
+  bench xds [--quick]    the XDS plugin through the C host: ms per plugin_get_data on 4M
+                         and 16M uint32 frames, links and VDS masters, 1 and 2 threads
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
                          thread, with ratios
   bench filters [--quick] h5py reading and writing through hdf5plugin and through our
@@ -57,6 +60,7 @@ fn run() -> Result<()> {
         }
         Some("demo") => bench::demo(),
         Some("bench") => match args.get(1).map(String::as_str) {
+            Some("xds") => bench_xds::xds(flag("--quick")),
             Some("codecs") => bench::codecs(flag("--quick")),
             Some("filters") => bench::filters(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
