@@ -1,8 +1,10 @@
 //! Frames after decoding: the NXmx pixel mask and conversion to what consumers expect.
 //!
 //! [`xds`] turns stored pixels (uint8/16/32, and their signed twins) into the int32 frames an
-//! XDS `LIB=` plugin hands over, with the mask applied, and bins them N x N.
+//! XDS `LIB=` plugin hands over, with the mask applied, and bins them N x N. [`dxtbx`] turns them
+//! into the int32 frames dxtbx's NXmx format classes return.
 
+pub mod dxtbx;
 pub mod xds;
 
 /// NXmx `pixel_mask` bits (NeXus NXdetector): a set bit means the pixel is not to be trusted.
