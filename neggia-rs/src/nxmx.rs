@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{Dataset, Element};
+use hdrmx_core::codec::Codec;
+
+use crate::dataset::{Dataset, Element, Kind, Storage};
 use crate::datatype::Datatype;
-use crate::error::{Error, Result};
+use crate::error::{ChunkError, Error, Result};
 use crate::file::{File, Node, Options};
 use crate::group::Link;
 
@@ -179,6 +181,87 @@ impl Master {
     pub fn read_frame_into<T: Element>(&self, i: u64, out: &mut [T]) -> Result<()> {
         let (d, local) = self.locate(i)?;
         d.read_frame_into(local, out)
+    }
+
+    /// Reads frame `i` like [`Master::read_frame_into`], handing it to `part(byte offset,
+    /// bytes)` piece by piece while each piece is still in cache, so that a caller converts
+    /// pixels without a second pass over the frame. A frame stored as one chunk through one
+    /// detector codec (what EIGER and NXmx writers do) comes block by block, anything else
+    /// whole. The pieces are whole elements in native byte order, come in order and cover `out`.
+    /// A VDS frame is followed to the source frame that is it, so it takes the same path.
+    pub fn read_frame_with<T: Element>(
+        &self,
+        i: u64,
+        out: &mut [T],
+        mut part: impl FnMut(usize, &mut [u8]),
+    ) -> Result<()> {
+        let (mut d, mut local) = self.locate(i)?;
+        let [ny, nx] = self.shape;
+        let stored = match self.dtype {
+            Datatype::Int { size, signed, .. } => Kind::Int(size, signed) == T::KIND,
+            _ => false,
+        };
+        if !stored || out.len() as u64 != ny * nx {
+            return Err(d.request(format_args!(
+                "frame {i}: read as {} x {}, the frames are {ny} x {nx} of {}",
+                out.len(),
+                std::any::type_name::<T>(),
+                self.dtype.numpy()
+            )));
+        }
+        // A few levels, for a VDS of VDS.
+        for _ in 0..4 {
+            if d.storage() != Storage::Virtual {
+                break;
+            }
+            match d.frame_source(local)? {
+                Some(source) => (d, local) = source,
+                // Assembled from several sources or from fill: the general read.
+                None => break,
+            }
+        }
+        if let Some((codec, chunk)) = frame_chunk(d, local, self.shape)? {
+            return codec
+                .decode_with(chunk, bytemuck::cast_slice_mut(out), part)
+                .map_err(|e| Error::Chunk {
+                    path: d.file().path().to_path_buf(),
+                    dataset: d.name().to_string(),
+                    chunk: vec![local, 0, 0],
+                    source: Box::new(ChunkError::Codec(e)),
+                });
+        }
+        d.read_frame_into(local, out)?;
+        part(0, bytemuck::cast_slice_mut(out));
+        Ok(())
+    }
+}
+
+/// Frame `local` of `d` as one stored chunk and the codec that decodes it straight to the
+/// frame's bytes, when it is stored that way.
+fn frame_chunk(d: &Dataset, local: u64, [ny, nx]: [u64; 2]) -> Result<Option<(Codec, &[u8])>> {
+    let elem = match *d.dtype() {
+        // Little-endian, as detectors write: the decoded bytes are the values.
+        Datatype::Int {
+            size, big_endian, ..
+        } if size == 1 || big_endian == cfg!(target_endian = "big") => size,
+        _ => return Ok(None),
+    };
+    if d.storage() != Storage::Chunked
+        || d.shape().get(1..) != Some(&[ny, nx][..])
+        || d.chunks() != Some(&[1, ny, nx][..])
+    {
+        return Ok(None);
+    }
+    let [filter] = d.filters() else {
+        return Ok(None);
+    };
+    let Ok(codec) = Codec::from_filter(u32::from(filter.id), &filter.cd_values, elem) else {
+        return Ok(None);
+    };
+    match d.read_raw_chunk(&[local, 0, 0])? {
+        Some((chunk, 0)) => Ok(Some((codec, chunk))),
+        // Not written (fill value) or stored unfiltered: the general read knows.
+        _ => Ok(None),
     }
 }
 
