@@ -71,10 +71,8 @@ impl Dxtbx {
     #[inline(always)]
     fn top(self, v: i32) -> i32 {
         match self.top_minus_one {
-            Some(t) if v == t => -1,
-            // dxtbx replaces top - 1 first: a -1 it wrote is never top - 2 (that needs top = 1).
-            Some(t) if v == t - 1 => -2,
-            _ => v,
+            Some(t) => replace_top(v, t),
+            None => v,
         }
     }
 
@@ -84,21 +82,91 @@ impl Dxtbx {
     /// If `out` and `src` differ in length.
     pub fn convert<T: Pixel>(self, src: &[T], out: &mut [i32]) {
         assert_eq!(src.len(), out.len(), "source and destination lengths");
-        for (o, &v) in out.iter_mut().zip(src) {
-            *o = self.pixel(v);
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: avx2() has checked that the CPU runs AVX2.
+            return unsafe { avx2_convert(src, out, self.top_minus_one) };
         }
+        convert(src, out, self.top_minus_one);
     }
 
     /// Converts 4-byte pixels (uint32 or int32) decoded into `buf` itself, in place: for both,
     /// the int32 value is the stored bits.
     pub fn convert_in_place(self, buf: &mut [i32]) {
-        if self.top_minus_one.is_none() {
+        let Some(t) = self.top_minus_one else {
             return;
+        };
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: avx2() has checked that the CPU runs AVX2.
+            return unsafe { avx2_in_place(buf, t) };
         }
-        for v in buf.iter_mut() {
-            *v = self.top(*v);
+        in_place(buf, t);
+    }
+}
+
+// The loops, written once and compiled twice: for the baseline (SSE2) and for AVX2, which
+// runs them two to four times as fast (SSE2 has no blend). They run on each decoded block while
+// the block is in L1, so they are compute-bound. AVX2 is chosen at run time, as the transpose
+// kernels are, and `HDRMX_SIMD` below avx2 turns it off.
+
+/// dxtbx replaces top - 1 first: a -1 it wrote is never top - 2 (that would need top = 1, and
+/// the smallest top is 2).
+#[inline(always)]
+fn replace_top(x: i32, top_minus_one: i32) -> i32 {
+    if x == top_minus_one {
+        -1
+    } else if x == top_minus_one - 1 {
+        -2
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn in_place(buf: &mut [i32], top_minus_one: i32) {
+    for v in buf.iter_mut() {
+        *v = replace_top(*v, top_minus_one);
+    }
+}
+
+#[inline(always)]
+fn convert<T: Pixel>(src: &[T], out: &mut [i32], top_minus_one: Option<i32>) {
+    // Two loops rather than a test per pixel: each vectorises.
+    match top_minus_one {
+        None => {
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = v.to_i32();
+            }
+        }
+        Some(t) => {
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = replace_top(v.to_i32(), t);
+            }
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    use crate::codec::transpose::Kernel;
+    Kernel::best() >= Kernel::Avx2 && Kernel::Avx2.is_available()
+}
+
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_in_place(buf: &mut [i32], top_minus_one: i32) {
+    in_place(buf, top_minus_one)
+}
+
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_convert<T: Pixel>(src: &[T], out: &mut [i32], top_minus_one: Option<i32>) {
+    convert(src, out, top_minus_one)
 }
 
 #[cfg(test)]
