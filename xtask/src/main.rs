@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 mod bench;
 mod bench_xds;
 mod bootstrap;
+mod dials;
 mod fuzz;
 
 const USAGE: &str = "\
@@ -26,6 +27,8 @@ tasks:
                          write them with h5py through our plugin, read back by hdf5plugin
   bench xds [--quick]    the XDS plugin through the C host: ms per plugin_get_data on 4M
                          and 16M uint32 frames, links and VDS masters, 1 and 2 threads
+  bench dials [--quick]  hdrmx_dials (the DIALS format's reader) against h5py + hdf5plugin
+                         on 4M uint32 VDS frames, one process, with ratios
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
                          thread, with ratios
   bench filters [--quick] h5py reading and writing through hdf5plugin and through our
@@ -61,6 +64,7 @@ fn run() -> Result<()> {
         Some("demo") => bench::demo(),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("xds") => bench_xds::xds(flag("--quick")),
+            Some("dials") => dials::bench(flag("--quick")),
             Some("codecs") => bench::codecs(flag("--quick")),
             Some("filters") => bench::filters(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
@@ -163,6 +167,7 @@ fn test(quick: bool, fuzz_seconds: u64) -> Result<()> {
             "python tests",
             Box::new(move || {
                 build_release()?;
+                dials::install()?;
                 run_cmd(
                     Command::new(&python)
                         .args(["-m", "pytest", "-q", "tests/python"])
