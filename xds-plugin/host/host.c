@@ -14,7 +14,7 @@
  *   size NX NY      ask for frames of NX x NY from now on (default: what the header said)
  *   data LIST       plugin_get_data for each frame of LIST -> "frame N ERR" per frame, in list
  *                   order, then "data CALLS FAILED"
- *   bench LIST R    LIST R times over -> "bench THREADS CALLS WALL_S MEDIAN_MS MS_PER_FRAME"
+ *   bench LIST R    LIST R times over -> "bench THREADS CALLS WALL_S MEDIAN_MS MS_PER_FRAME FAILED"
  *   close           plugin_close       -> "close ERR"
  *
  * LIST is "all" (1 to the header's frame count) or ranges and numbers such as "1-10,15".
@@ -117,7 +117,7 @@ struct run {
     int junk;             /* fill buffers with junk before each call */
     int fd;               /* output file or -1 */
     atomic_size_t next;
-    int *err;             /* per list entry (last call) */
+    int *err;             /* per call */
     double *ms;           /* per call */
 };
 
@@ -141,7 +141,7 @@ static void *worker(void *arg) {
         double t = now();
         plugin_get_data(&frame, &nx, &ny, buf, info, &err);
         r->ms[k] = (now() - t) * 1e3;
-        r->err[entry] = err;
+        r->err[k] = err;
         if (r->fd >= 0 && err == 0) {
             size_t bytes = pixels * sizeof(int);
             if (pwrite(r->fd, buf, bytes, (off_t)(entry * bytes)) != (ssize_t)bytes)
@@ -177,10 +177,9 @@ static double run_calls(struct run *r, int threads, unsigned long long seed, int
     r->order = order;
     r->calls = r->n * (size_t)repeat;
     atomic_init(&r->next, 0);
-    r->err = malloc((r->n ? r->n : 1) * sizeof(int));
+    r->err = malloc((r->calls ? r->calls : 1) * sizeof(int));
     r->ms = malloc((r->calls ? r->calls : 1) * sizeof(double));
     if (!r->err || !r->ms) die("out of memory", NULL);
-    for (size_t i = 0; i < r->n; i++) r->err[i] = 12345;
     pthread_t *tid = malloc((size_t)threads * sizeof(pthread_t));
     if (!tid) die("out of memory", NULL);
     double t = now();
@@ -189,7 +188,6 @@ static double run_calls(struct run *r, int threads, unsigned long long seed, int
     for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
     double wall = now() - t;
     free(tid);
-    free(order);
     return wall;
 }
 
@@ -255,19 +253,23 @@ int main(int argc, char **argv) {
             }
             double wall = run_calls(&r, threads, seed, repeat);
             if (r.fd >= 0) close(r.fd);
+            size_t failed = 0;
+            for (size_t k = 0; k < r.calls; k++) failed += r.err[k] != 0;
             if (bench) {
                 qsort(r.ms, r.calls, sizeof(double), cmp_double);
                 double median = r.calls ? r.ms[r.calls / 2] : 0;
-                printf("bench %d %zu %.6f %.4f %.4f\n", threads, r.calls, wall, median,
-                       r.calls ? wall * 1e3 / (double)r.calls : 0);
+                printf("bench %d %zu %.6f %.4f %.4f %zu\n", threads, r.calls, wall, median,
+                       r.calls ? wall * 1e3 / (double)r.calls : 0, failed);
             } else {
-                size_t failed = 0;
-                for (size_t i = 0; i < n; i++) {
-                    printf("frame %d %d\n", list[i], r.err[i]);
-                    failed += r.err[i] != 0;
-                }
+                /* One call per list entry: report them in list order. */
+                int *by_entry = malloc((n ? n : 1) * sizeof(int));
+                if (!by_entry) die("out of memory", NULL);
+                for (size_t k = 0; k < r.calls; k++) by_entry[r.order[k]] = r.err[k];
+                for (size_t i = 0; i < n; i++) printf("frame %d %d\n", list[i], by_entry[i]);
                 printf("data %zu %zu\n", r.calls, failed);
+                free(by_entry);
             }
+            free((void *)r.order);
             free(r.err);
             free(r.ms);
             free(list);

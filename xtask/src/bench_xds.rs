@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{bootstrap, build_release, root, run_cmd};
 
-/// One `bench` line of the host: threads, calls, wall seconds, median ms per call.
+/// One `bench` line of the host: calls, wall seconds, median ms per call.
 struct Timing {
     calls: f64,
     wall: f64,
@@ -48,21 +48,24 @@ fn time_master(host: &Path, lib: &Path, master: &str, repeat: usize) -> Result<[
     {
         bail!("{line} failed: {}\n{text}", out.status);
     }
-    let benches: Vec<Timing> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("bench "))
-        .map(|l| {
-            let v: Vec<f64> = l
-                .split_whitespace()
-                .filter_map(|w| w.parse().ok())
-                .collect();
-            Timing {
-                calls: v[1],
-                wall: v[2],
-                median_ms: v[3],
-            }
-        })
-        .collect();
+    let mut benches = Vec::new();
+    for l in text.lines().filter_map(|l| l.strip_prefix("bench ")) {
+        let v: Vec<f64> = l
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let &[_, calls, wall, median_ms, _, failed] = v.as_slice() else {
+            bail!("{line}: cannot read the host's line \"bench {l}\"");
+        };
+        if failed != 0.0 {
+            bail!("{line}: {failed} of {calls} plugin_get_data calls failed");
+        }
+        benches.push(Timing {
+            calls,
+            wall,
+            median_ms,
+        });
+    }
     // Warm-up and timed pass for each thread count: keep the timed ones.
     match <[Timing; 4]>::try_from(benches) {
         Ok([_, one, _, two]) => Ok([one, two]),
