@@ -3,10 +3,9 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use hdrmx_core::codec::Codec;
 use hdrmx_core::frame::xds::{self, Converter, Pixel, Pixel32};
 use neggia::nxmx::Master;
-use neggia::{Dataset, Datatype, Element, Storage};
+use neggia::{Datatype, Element, Storage};
 
 use crate::options::Options;
 
@@ -245,129 +244,45 @@ impl Plugin {
 
     /// Stored frame `i` (0-based), converted, into `out` of the stored size.
     fn read_stored(&self, pixel: PixelType, i: u64, out: &mut [i32]) -> Result<(), Failure> {
-        let (d, local) = self.locate(i)?;
         match pixel {
-            PixelType::U32 => self.wide::<u32>(d, local, out),
-            PixelType::I32 => self.wide::<i32>(d, local, out),
-            PixelType::U16 => self.narrow::<u16>(d, local, out),
-            PixelType::U8 => self.narrow::<u8>(d, local, out),
-            PixelType::I16 => self.narrow::<i16>(d, local, out),
-            PixelType::I8 => self.narrow::<i8>(d, local, out),
+            PixelType::U32 => self.wide::<u32>(i, out),
+            PixelType::I32 => self.wide::<i32>(i, out),
+            PixelType::U16 => self.narrow::<u16>(i, out),
+            PixelType::U8 => self.narrow::<u8>(i, out),
+            PixelType::I16 => self.narrow::<i16>(i, out),
+            PixelType::I8 => self.narrow::<i8>(i, out),
         }
     }
 
-    /// The dataset and index that hold frame `i`: a VDS frame is followed to the source frame
-    /// that is it (a few levels, for VDS of VDS), so that it decodes on the fast path too.
-    fn locate(&self, i: u64) -> Result<(&Dataset, u64), Failure> {
-        let failed = |e: neggia::Error| frame_failed(e.to_string());
-        let (mut d, mut local) = self.master.locate(i).map_err(failed)?;
-        for _ in 0..4 {
-            if d.storage() != Storage::Virtual {
-                break;
-            }
-            match d.frame_source(local).map_err(failed)? {
-                Some(source) => (d, local) = source,
-                // Assembled from several sources or fill: neggia's general read.
-                None => break,
-            }
-        }
-        Ok((d, local))
+    /// 4-byte pixels: decoded straight into `out` and converted there, block by block while
+    /// each block is in cache (neggia hands a frame stored as one bitshuffle chunk over block by
+    /// block, VDS frames followed to their source; anything else whole).
+    fn wide<T: Pixel32 + Element>(&self, i: u64, out: &mut [i32]) -> Result<(), Failure> {
+        self.master
+            .read_frame_with::<T>(i, bytemuck::cast_slice_mut(out), |at, part| {
+                self.converter
+                    .convert_in_place::<T>(at / 4, bytemuck::cast_slice_mut(part))
+            })
+            .map_err(|e| frame_failed(e.to_string()))
     }
 
-    /// 4-byte pixels: decoded straight into `out` and converted there, block by block.
-    fn wide<T: Pixel32 + Element>(
-        &self,
-        d: &Dataset,
-        local: u64,
-        out: &mut [i32],
-    ) -> Result<(), Failure> {
-        self.fetch::<T>(d, local, bytemuck::cast_slice_mut(out), |at, part| {
-            self.converter
-                .convert_in_place::<T>(at / 4, bytemuck::cast_slice_mut(part))
-        })
-    }
-
-    /// 1- and 2-byte pixels: decoded into per-thread scratch, converted into `out` block by
-    /// block while each block is in cache.
-    fn narrow<T: Pixel + Element>(
-        &self,
-        d: &Dataset,
-        local: u64,
-        out: &mut [i32],
-    ) -> Result<(), Failure> {
+    /// 1- and 2-byte pixels: decoded into per-thread scratch and converted into `out` block by
+    /// block, while each block is in cache.
+    fn narrow<T: Pixel + Element>(&self, i: u64, out: &mut [i32]) -> Result<(), Failure> {
         let size = size_of::<T>();
         RAW.with(|cell| {
             let mut raw = cell.borrow_mut();
             let words = grow(&mut raw, (out.len() * size).div_ceil(8))?;
-            let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(words)[..out.len() * size];
-            self.fetch::<T>(d, local, bytes, |at, part| {
-                let first = at / size;
-                let src: &[T] = bytemuck::cast_slice(part);
-                self.converter
-                    .convert(first, src, &mut out[first..first + src.len()]);
-            })
+            let scratch = &mut bytemuck::cast_slice_mut::<u64, T>(words)[..out.len()];
+            self.master
+                .read_frame_with::<T>(i, scratch, |at, part| {
+                    let first = at / size;
+                    let src: &[T] = bytemuck::cast_slice(part);
+                    self.converter
+                        .convert(first, src, &mut out[first..first + src.len()]);
+                })
+                .map_err(|e| frame_failed(e.to_string()))
         })
-    }
-
-    /// Reads frame `local` of `d` into `buf` (native byte order), handing it to `part(byte
-    /// offset, bytes)` piece by piece. A frame stored as one chunk through one detector codec
-    /// (what every EIGER and NXmx writer does) is decoded here, block by block; anything else
-    /// goes through neggia's general read and is handed over whole.
-    fn fetch<T: Element>(
-        &self,
-        d: &Dataset,
-        local: u64,
-        buf: &mut [u8],
-        mut part: impl FnMut(usize, &mut [u8]),
-    ) -> Result<(), Failure> {
-        if let Some((codec, stored)) = self.stored_chunk(d, local)? {
-            return codec.decode_with(stored, buf, part).map_err(|e| {
-                frame_failed(format!(
-                    "{}: {}: chunk at [{local}, 0, 0]: {e}",
-                    d.file().path().display(),
-                    d.name()
-                ))
-            });
-        }
-        d.read_frame_into::<T>(local, bytemuck::cast_slice_mut(buf))
-            .map_err(|e| frame_failed(e.to_string()))?;
-        part(0, buf);
-        Ok(())
-    }
-
-    /// Frame `local` of `d` as one stored chunk and the codec that decodes it to the frame's
-    /// bytes, when it is stored that way.
-    fn stored_chunk<'d>(
-        &self,
-        d: &'d Dataset,
-        local: u64,
-    ) -> Result<Option<(Codec, &'d [u8])>, Failure> {
-        let (nx, ny) = (self.nx as u64, self.ny as u64);
-        let elem = match *d.dtype() {
-            // Little-endian, as detectors write: the decoded bytes are the values.
-            Datatype::Int {
-                size, big_endian, ..
-            } if size == 1 || !big_endian => size,
-            _ => return Ok(None),
-        };
-        if d.storage() != Storage::Chunked
-            || d.shape().get(1..) != Some(&[ny, nx][..])
-            || d.chunks() != Some(&[1, ny, nx][..])
-        {
-            return Ok(None);
-        }
-        let [filter] = d.filters() else {
-            return Ok(None);
-        };
-        let Ok(codec) = Codec::from_filter(u32::from(filter.id), &filter.cd_values, elem) else {
-            return Ok(None);
-        };
-        match d.read_raw_chunk(&[local, 0, 0]) {
-            Ok(Some((stored, 0))) => Ok(Some((codec, stored))),
-            // Not written (fill value) or stored unfiltered: the general read knows.
-            Ok(_) => Ok(None),
-            Err(e) => Err(frame_failed(e.to_string())),
-        }
     }
 }
 
@@ -426,14 +341,6 @@ mod tests {
             };
             let p = Plugin::open(&path, options).unwrap();
             assert_eq!(p.header.frames as usize, want.len());
-            // VDS frames are followed to their source: every frame takes the fast path.
-            for i in 0..want.len() as u64 {
-                let (d, local) = p.locate(i).unwrap();
-                assert!(
-                    p.stored_chunk(d, local).unwrap().is_some(),
-                    "{name} frame {i}"
-                );
-            }
             let mut out = vec![0x5A5A_5A5A; want[0].len()];
             for (i, w) in want.iter().enumerate() {
                 p.read(i as i32 + 1, &mut out).unwrap();
