@@ -14,7 +14,10 @@
  *   size NX NY      ask for frames of NX x NY from now on (default: what the header said)
  *   data LIST       plugin_get_data for each frame of LIST -> "frame N ERR" per frame, in list
  *                   order, then "data CALLS FAILED"
- *   bench LIST R    LIST R times over -> "bench THREADS CALLS WALL_S MEDIAN_MS MS_PER_FRAME FAILED"
+ *   bench LIST R    LIST R times over -> "bench THREADS CALLS WALL_S MEDIAN_MS MS_PER_FRAME FAILED
+ *                   MEDIAN_CPU_MS": the median time per call, the wall time per frame of the
+ *                   whole run, and the median CPU time per call of the calling thread (which
+ *                   other work on the machine does not inflate)
  *   close           plugin_close       -> "close ERR"
  *
  * LIST is "all" (1 to the header's frame count) or ranges and numbers such as "1-10,15".
@@ -70,6 +73,12 @@ static double now(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+static double thread_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /* A frame list from "all" or "1-10,15". */
 static int *parse_list(const char *spec, int frames, size_t *n) {
     size_t cap = 16, len = 0;
@@ -118,7 +127,7 @@ struct run {
     int fd;               /* output file or -1 */
     atomic_size_t next;
     int *err;             /* per call */
-    double *ms;           /* per call */
+    double *ms, *cpu_ms;  /* per call: elapsed, and CPU time of the calling thread */
 };
 
 static void *worker(void *arg) {
@@ -138,9 +147,10 @@ static void *worker(void *arg) {
             for (size_t i = 0; i < pixels; i++) buf[i] = v;
         }
         consumer_info(info);
-        double t = now();
+        double t = now(), c = thread_cpu();
         plugin_get_data(&frame, &nx, &ny, buf, info, &err);
         r->ms[k] = (now() - t) * 1e3;
+        r->cpu_ms[k] = (thread_cpu() - c) * 1e3;
         r->err[k] = err;
         if (r->fd >= 0 && err == 0) {
             size_t bytes = pixels * sizeof(int);
@@ -179,7 +189,8 @@ static double run_calls(struct run *r, int threads, unsigned long long seed, int
     atomic_init(&r->next, 0);
     r->err = malloc((r->calls ? r->calls : 1) * sizeof(int));
     r->ms = malloc((r->calls ? r->calls : 1) * sizeof(double));
-    if (!r->err || !r->ms) die("out of memory", NULL);
+    r->cpu_ms = malloc((r->calls ? r->calls : 1) * sizeof(double));
+    if (!r->err || !r->ms || !r->cpu_ms) die("out of memory", NULL);
     pthread_t *tid = malloc((size_t)threads * sizeof(pthread_t));
     if (!tid) die("out of memory", NULL);
     double t = now();
@@ -257,9 +268,11 @@ int main(int argc, char **argv) {
             for (size_t k = 0; k < r.calls; k++) failed += r.err[k] != 0;
             if (bench) {
                 qsort(r.ms, r.calls, sizeof(double), cmp_double);
+                qsort(r.cpu_ms, r.calls, sizeof(double), cmp_double);
                 double median = r.calls ? r.ms[r.calls / 2] : 0;
-                printf("bench %d %zu %.6f %.4f %.4f %zu\n", threads, r.calls, wall, median,
-                       r.calls ? wall * 1e3 / (double)r.calls : 0, failed);
+                double cpu = r.calls ? r.cpu_ms[r.calls / 2] : 0;
+                printf("bench %d %zu %.6f %.4f %.4f %zu %.4f\n", threads, r.calls, wall, median,
+                       r.calls ? wall * 1e3 / (double)r.calls : 0, failed, cpu);
             } else {
                 /* One call per list entry: report them in list order. */
                 int *by_entry = malloc((n ? n : 1) * sizeof(int));
@@ -272,6 +285,7 @@ int main(int argc, char **argv) {
             free((void *)r.order);
             free(r.err);
             free(r.ms);
+            free(r.cpu_ms);
             free(list);
         } else if (strcmp(cmd, "close") == 0) {
             int err = 12345;

@@ -10,11 +10,15 @@ use serde_json::Value;
 
 use crate::{bootstrap, build_release, root, run_cmd};
 
-/// One `bench` line of the host: calls, wall seconds, median ms per call.
+/// One `bench` line of the host.
 struct Timing {
     calls: f64,
+    /// Seconds for the whole run, all threads.
     wall: f64,
+    /// Median per call: elapsed, and CPU time of the calling thread. Other work on the machine
+    /// inflates the first (a thread waits for a core) but not the second.
     median_ms: f64,
+    cpu_ms: f64,
 }
 
 impl Timing {
@@ -54,7 +58,7 @@ fn time_master(host: &Path, lib: &Path, master: &str, repeat: usize) -> Result<[
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .collect();
-        let &[_, calls, wall, median_ms, _, failed] = v.as_slice() else {
+        let &[_, calls, wall, median_ms, _, failed, cpu_ms] = v.as_slice() else {
             bail!("{line}: cannot read the host's line \"bench {l}\"");
         };
         if failed != 0.0 {
@@ -64,6 +68,7 @@ fn time_master(host: &Path, lib: &Path, master: &str, repeat: usize) -> Result<[
             calls,
             wall,
             median_ms,
+            cpu_ms,
         });
     }
     // Warm-up and timed pass for each thread count: keep the timed ones.
@@ -141,56 +146,74 @@ pub fn xds(quick: bool) -> Result<()> {
          page cache; every frame {repeat} times after an untimed pass. The first and last frame of \
          each master were checked against h5py + the convention rules."
     );
-    println!("\n| frames | master | ms per get_data, 1 thread (median) | 2 threads: ms per get_data (median) | 2 threads: ms per frame (wall) | 2 threads vs 1 (throughput) |");
-    println!("|---|---|---:|---:|---:|---:|");
-    let mut missed = Vec::new();
+    println!(
+        "\n| frames | master | 1 thread: ms per get_data | CPU ms | 2 threads: ms per get_data | \
+         CPU ms | 2 threads vs 1: throughput | from CPU time |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    // The targets, judged on elapsed time and on CPU time (what the plugin costs when each
+    // thread has a core to itself, whatever else runs on the machine).
+    let (mut missed, mut missed_cpu) = (Vec::new(), Vec::new());
     for (size, kind, [one, two]) in &rows {
         let speedup = two.throughput() / one.throughput();
+        let speedup_cpu = 2.0 * one.cpu_ms / two.cpu_ms;
         println!(
-            "| {size} | {kind} | {:.2} | {:.2} | {:.2} | **{speedup:.2}x** |",
-            one.median_ms,
-            two.median_ms,
-            1e3 / two.throughput()
+            "| {size} | {kind} | {:.2} | {:.2} | {:.2} | {:.2} | **{speedup:.2}x** | {speedup_cpu:.2}x |",
+            one.median_ms, one.cpu_ms, two.median_ms, two.cpu_ms
         );
-        if speedup < 1.8 {
-            missed.push(format!(
-                "{size} {kind}: 2 threads {speedup:.2}x one, target 1.8x"
-            ));
-        }
-        if size == "16M" && one.median_ms > 15.0 {
-            missed.push(format!(
-                "16M {kind}: {:.2} ms per frame, target 15 ms",
-                one.median_ms
-            ));
+        for (list, speedup, ms) in [
+            (&mut missed, speedup, one.median_ms),
+            (&mut missed_cpu, speedup_cpu, one.cpu_ms),
+        ] {
+            if speedup < 1.8 {
+                list.push(format!(
+                    "{size} {kind}: 2 threads {speedup:.2}x one, target 1.8x"
+                ));
+            }
+            if size == "16M" && ms > 15.0 {
+                list.push(format!("16M {kind}: {ms:.2} ms per frame, target 15 ms"));
+            }
         }
     }
     for size in ["4M", "16M"] {
-        let ms = |k: &str| {
+        let one = |k: &str| {
             rows.iter()
                 .find(|(s, kind, _)| s == size && kind == k)
-                .map(|(_, _, [one, _])| one.median_ms)
+                .map(|(_, _, [one, _])| (one.median_ms, one.cpu_ms))
         };
-        if let (Some(vds), Some(links)) = (ms("vds"), ms("links")) {
-            let ratio = vds / links;
-            println!("{size}: VDS / links, 1 thread: {ratio:.3}");
-            if ratio > 1.10 {
-                missed.push(format!(
-                    "{size}: VDS {ratio:.2}x the links time, target within 10%"
-                ));
+        if let (Some(vds), Some(links)) = (one("vds"), one("links")) {
+            let (ratio, ratio_cpu) = (vds.0 / links.0, vds.1 / links.1);
+            println!("{size}: VDS / links, 1 thread: {ratio:.3} (CPU time {ratio_cpu:.3})");
+            for (list, r) in [(&mut missed, ratio), (&mut missed_cpu, ratio_cpu)] {
+                if r > 1.10 {
+                    list.push(format!(
+                        "{size}: VDS {r:.2}x the links time, target within 10%"
+                    ));
+                }
             }
         }
     }
     println!(
         "\nTargets (issue 5): 16M at most 15 ms per frame on one thread (Durin 73 ms, Neggia 80 ms \
-         on this machine); 2 threads at least 1.8x the throughput of one; VDS within 10% of links."
+         on this machine); 2 threads at least 1.8x the throughput of one; VDS within 10% of links. \
+         \"from CPU time\" is 2 x (1-thread CPU ms) / (2-thread CPU ms): the scaling with a core per \
+         thread."
     );
+    match (missed.is_empty(), missed_cpu.is_empty()) {
+        (true, _) => println!("  all met"),
+        (false, true) => println!("  all met on CPU time"),
+        _ => {}
+    }
     for m in &missed {
         println!("  missed: {m}");
     }
+    for m in &missed_cpu {
+        println!("  missed on CPU time: {m}");
+    }
     if let Some(load) = load.filter(|l| *l > 0.5) {
         println!(
-            "  note: load average {load:.2} after the run: other work on the machine skews the \
-             2-thread figures"
+            "  note: load average {load:.2} after the run: other work on the machine inflates \
+             the elapsed times, the 2-thread ones most"
         );
     }
     Ok(())
