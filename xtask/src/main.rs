@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_peaks;
 mod bench_xds;
 mod bootstrap;
 mod dials;
@@ -31,6 +32,8 @@ tasks:
                          on 4M uint32 VDS frames, one process, with ratios
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
                          thread, with ratios
+  bench peaks [--quick]  the peak finders against the simulator's truth (recall, precision)
+                         and their speed, one thread, with ratios to the issue's references
   bench filters [--quick] h5py reading and writing through hdf5plugin and through our
                          plugins, separate processes, one thread, with ratios";
 
@@ -67,6 +70,7 @@ fn run() -> Result<()> {
             Some("dials") => dials::bench(flag("--quick")),
             Some("codecs") => bench::codecs(flag("--quick")),
             Some("filters") => bench::filters(flag("--quick")),
+            Some("peaks") => bench_peaks::peaks(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
         },
         None | Some("help" | "--help" | "-h") => {
