@@ -27,6 +27,8 @@ enum Command {
     Bench(BenchCommand),
     /// Simulate frames, round-trip them through every codec and print sizes and speeds.
     Demo(DemoArgs),
+    /// Find Bragg peaks in a master's frames (or simulated ones): hits, peaks, a drawing.
+    Spots(crate::spots::SpotsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +146,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
         Command::Bench(BenchCommand::Codecs(args)) => crate::bench::codecs(&args),
         Command::Bench(BenchCommand::Frames { out, quick }) => crate::bench::frames(&out, quick),
         Command::Demo(args) => crate::bench::demo(&args),
+        Command::Spots(args) => crate::spots::spots(&args),
     }
 }
 

@@ -13,6 +13,7 @@ macro_rules! outln {
 mod bench;
 mod chunk;
 mod cli;
+mod spots;
 
 fn main() -> ExitCode {
     match cli::run(std::env::args_os()) {
