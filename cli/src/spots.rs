@@ -321,6 +321,30 @@ impl Setup<'_> {
         }
     }
 
+    /// Reads (or simulates) frame `i` into `buf` and searches it: as it is decoded, block by
+    /// block, where that is faster for the finder ([`PeakFinder::fuses`]).
+    fn read_and_search<T: Pixel + Element>(
+        &self,
+        pf: &mut PeakFinder,
+        i: u64,
+        buf: &mut [T],
+    ) -> Result<(Peaks, Option<sim::Frame>)> {
+        if let (Source::Master { path, master }, true) = (self.source, pf.fuses()) {
+            let size = size_of::<T>();
+            let mut feed = pf.feed::<T>();
+            master
+                .read_frame_with(i, buf, |at, part| {
+                    feed.piece(at / size, bytemuck::cast_slice(part))
+                })
+                .with_context(|| format!("{}: frame {i}", path.display()))?;
+            let peaks = feed.finish(buf).with_context(|| format!("frame {i}"))?;
+            return Ok((peaks, None));
+        }
+        let truth = self.read(i, buf)?;
+        let peaks = pf.search(buf).with_context(|| format!("frame {i}"))?;
+        Ok((peaks, truth))
+    }
+
     /// Searches the frames of `range` on `threads` threads, each taking the next frame.
     fn search<T: Pixel + Element>(
         &self,
@@ -343,8 +367,7 @@ impl Setup<'_> {
                             if i >= range.end || failed.load(Ordering::Relaxed) {
                                 return Ok(());
                             }
-                            let truth = self.read(i, &mut buf)?;
-                            let peaks = pf.search(&buf).with_context(|| format!("frame {i}"))?;
+                            let (peaks, truth) = self.read_and_search(&mut pf, i, &mut buf)?;
                             let score = truth.map(|t| score(&t, &peaks.peaks));
                             results.lock().expect("not poisoned").push(Searched {
                                 frame: i,

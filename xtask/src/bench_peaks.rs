@@ -79,7 +79,7 @@ fn run<T: Pixel>(
     let codec = Codec::Bitshuffle(Bitshuffle::new(size_of::<T>(), Compression::Lz4)?);
     let chunk = codec.encode(bytemuck::cast_slice(pixels))?;
     let mut buf = vec![T::zeroed(); pixels.len()];
-    let fused_peaks = pf.decode_and_search(&codec, &chunk, &mut buf)?;
+    let fused_peaks = pf.decode_and_search_fused(&codec, &chunk, &mut buf)?;
     anyhow::ensure!(fused_peaks == peaks, "fused search differs");
     let search = median_ms(seconds, || {
         pf.search(pixels).expect("search");
@@ -91,7 +91,7 @@ fn run<T: Pixel>(
         pf.search(&buf).expect("search");
     });
     let fused = median_ms(seconds, || {
-        pf.decode_and_search(&codec, &chunk, &mut buf)
+        pf.decode_and_search_fused(&codec, &chunk, &mut buf)
             .expect("search");
     });
     Ok((

@@ -24,9 +24,9 @@
 //! convention of CrystFEL's peak lists, of DIALS's `xyzobs.px` and of [`crate::sim`]'s spots.
 //!
 //! A [`PeakFinder`] is set up once per detector and keeps its buffers, so searching a frame
-//! allocates nothing but the peak list. [`PeakFinder::decode_and_search`] takes a compressed
-//! chunk and runs the finder's first pass over each block as the decoder hands it over, while the
-//! block is in cache.
+//! allocates little more than the peak list. A frame can also be fed piece by piece as a decoder
+//! hands it over ([`PeakFinder::feed`], [`PeakFinder::decode_and_search_fused`]), so the first
+//! pass runs while each block is in cache; [`PeakFinder::fuses`] says where that pays.
 
 mod dispersion;
 mod geometry;
@@ -52,6 +52,8 @@ pub enum PeakError {
     MaskSize { expected: usize, actual: usize },
     #[error("the frame has {actual} pixels, the finder was set up for {expected}")]
     FrameSize { expected: usize, actual: usize },
+    #[error("the frame's pieces came out of order or short: {fed} of {expected} pixels in order")]
+    Pieces { expected: usize, fed: usize },
     #[error("invalid module layout: {0}")]
     BadLayout(&'static str),
     #[error("invalid parameter {name}: {why}")]
@@ -210,23 +212,23 @@ impl PeakFinder {
     /// Searches a decoded frame (`ny` rows of `nx` pixels).
     pub fn search<T: Pixel>(&mut self, frame: &[T]) -> Result<Peaks, PeakError> {
         self.check(frame)?;
-        let limit = self.limit::<T>();
-        match &mut self.kind {
-            Kind::Radial(r) => {
-                r.begin();
-                r.feed(0, frame, limit);
-            }
-            Kind::Dispersion(d) => {
-                d.begin();
-                d.feed(0, frame, limit);
-            }
-        }
-        Ok(self.finish(frame, limit))
+        let mut feed = self.feed::<T>();
+        feed.piece(0, frame);
+        feed.finish(frame)
     }
 
-    /// Decodes `chunk` (one frame, as `codec` stores it) into `frame` and searches it, running
-    /// the finder's first pass over each decoded block while it is still in cache. The decoded
-    /// bytes are taken in native byte order, as the HDF5 plugins and neggia-rs hand them over.
+    /// Whether this finder is faster fed a frame piece by piece as it is decoded ([`Feed`])
+    /// than given it decoded. Measured (`cargo xtask bench peaks`): the dispersion finder
+    /// slides its windows over the rows as they arrive and saves a pass over the frame; the
+    /// radial finder's histograms, kept beside the decoder's, slow the decoder more than the
+    /// pass saves.
+    pub fn fuses(&self) -> bool {
+        matches!(self.kind, Kind::Dispersion(_))
+    }
+
+    /// Decodes `chunk` (one frame, as `codec` stores it) into `frame` and searches it, the
+    /// faster way for this finder ([`PeakFinder::fuses`]). The decoded bytes are taken in
+    /// native byte order, as the HDF5 plugins and neggia-rs hand them over.
     pub fn decode_and_search<T: Pixel>(
         &mut self,
         codec: &Codec,
@@ -234,24 +236,46 @@ impl PeakFinder {
         frame: &mut [T],
     ) -> Result<Peaks, PeakError> {
         self.check(frame)?;
-        let limit = self.limit::<T>();
-        let size = size_of::<T>();
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(frame);
-        match &mut self.kind {
-            Kind::Radial(r) => {
-                r.begin();
-                codec.decode_with(chunk, bytes, |at, part| {
-                    r.feed(at / size, bytemuck::cast_slice::<u8, T>(part), limit)
-                })?;
-            }
-            Kind::Dispersion(d) => {
-                d.begin();
-                codec.decode_with(chunk, bytes, |at, part| {
-                    d.feed(at / size, bytemuck::cast_slice::<u8, T>(part), limit)
-                })?;
-            }
+        if !self.fuses() {
+            codec.decode(chunk, bytemuck::cast_slice_mut(frame))?;
+            return self.search(frame);
         }
-        Ok(self.finish(frame, limit))
+        self.decode_and_search_fused(codec, chunk, frame)
+    }
+
+    /// [`PeakFinder::decode_and_search`], always fused: the finder's first pass runs over each
+    /// block as the decoder hands it over, while it is in cache.
+    pub fn decode_and_search_fused<T: Pixel>(
+        &mut self,
+        codec: &Codec,
+        chunk: &[u8],
+        frame: &mut [T],
+    ) -> Result<Peaks, PeakError> {
+        self.check(frame)?;
+        let size = size_of::<T>();
+        let mut feed = self.feed::<T>();
+        codec.decode_with(chunk, bytemuck::cast_slice_mut(frame), |at, part| {
+            feed.piece(at / size, bytemuck::cast_slice(part))
+        })?;
+        feed.finish(frame)
+    }
+
+    /// Starts a search of a frame that arrives piece by piece (from a decoder, or
+    /// `neggia::nxmx::Master::read_frame_with`): hand each piece to [`Feed::piece`] as it comes,
+    /// then the whole frame to [`Feed::finish`].
+    pub fn feed<T: Pixel>(&mut self) -> Feed<'_, T> {
+        let limit = self.limit::<T>();
+        match &mut self.kind {
+            Kind::Radial(r) => r.begin(),
+            Kind::Dispersion(d) => d.begin(),
+        }
+        Feed {
+            finder: self,
+            limit,
+            next: 0,
+            in_order: true,
+            pixel: std::marker::PhantomData,
+        }
     }
 
     fn finish<T: Pixel>(&mut self, frame: &[T], limit: u32) -> Peaks {
@@ -264,6 +288,44 @@ impl PeakFinder {
             peaks,
             too_many_strong,
         }
+    }
+}
+
+/// A search being fed a frame piece by piece ([`PeakFinder::feed`]).
+pub struct Feed<'a, T: Pixel> {
+    finder: &'a mut PeakFinder,
+    limit: u32,
+    /// The next pixel expected, and whether every piece came in order.
+    next: usize,
+    in_order: bool,
+    pixel: std::marker::PhantomData<T>,
+}
+
+impl<T: Pixel> Feed<'_, T> {
+    /// The frame's pixels `first..first + pixels.len()`, which must follow the last piece.
+    pub fn piece(&mut self, first: usize, pixels: &[T]) {
+        let n = self.finder.nx * self.finder.ny;
+        if !self.in_order || first != self.next || pixels.len() > n - first {
+            self.in_order = false;
+            return;
+        }
+        match &mut self.finder.kind {
+            Kind::Radial(r) => r.feed(first, pixels, self.limit),
+            Kind::Dispersion(d) => d.feed(first, pixels, self.limit),
+        }
+        self.next += pixels.len();
+    }
+
+    /// Finishes the search, `frame` being the whole frame the pieces came from.
+    pub fn finish(self, frame: &[T]) -> Result<Peaks, PeakError> {
+        self.finder.check(frame)?;
+        if !self.in_order || self.next != frame.len() {
+            return Err(PeakError::Pieces {
+                expected: frame.len(),
+                fed: self.next,
+            });
+        }
+        Ok(self.finder.finish(frame, self.limit))
     }
 }
 
@@ -414,13 +476,25 @@ mod tests {
             assert!(expected.peaks.len() > 40 && expected.hit);
             for codec in &codecs {
                 let chunk = codec.encode(bytemuck::cast_slice(&px16)).unwrap();
-                let mut buf = vec![0u16; px16.len()];
-                assert_eq!(
-                    pf.decode_and_search(codec, &chunk, &mut buf).unwrap(),
-                    expected
-                );
-                assert_eq!(buf, px16);
+                for fused in [false, true] {
+                    let mut buf = vec![0u16; px16.len()];
+                    let found = if fused {
+                        pf.decode_and_search_fused(codec, &chunk, &mut buf)
+                    } else {
+                        pf.decode_and_search(codec, &chunk, &mut buf)
+                    };
+                    assert_eq!(found.unwrap(), expected);
+                    assert_eq!(buf, px16);
+                }
             }
+            // Fed in uneven pieces, as a reader hands them over.
+            let mut feed = pf.feed();
+            let mut at = 0;
+            for piece in px16.chunks(777).chain(std::iter::once(&[][..])) {
+                feed.piece(at, piece);
+                at += piece.len();
+            }
+            assert_eq!(feed.finish(&px16).unwrap(), expected);
             // The same frame as uint32 finds the same.
             let mut pf32 = PeakFinder::new(pf_finder(&pf), f.nx, f.ny, Some(&f.mask)).unwrap();
             let px32: Vec<u32> = px16
