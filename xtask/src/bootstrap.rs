@@ -8,7 +8,7 @@ use crate::{root, run_cmd};
 
 /// Debian packages the suite needs: HDF5's command-line tools (HDF5 1.10), which load our filter
 /// plugins in the tests.
-const DEBIAN_PACKAGES: &[&str] = &["hdf5-tools"];
+const DEBIAN_PACKAGES: &[&str] = &["hdf5-tools", "libhdf5-dev", "pkg-config"];
 const REQUIREMENTS: &str = "tests/python/requirements.txt";
 
 pub fn all() -> Result<()> {
