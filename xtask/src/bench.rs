@@ -35,7 +35,8 @@ fn plugins_and_frames(name: &str, quick: bool) -> Result<(PathBuf, PathBuf, Path
     Ok((dir, plugins, frames))
 }
 
-/// `cargo xtask demo`: the codecs on simulated frames, then the plugins through h5py.
+/// `cargo xtask demo`: the codecs on simulated frames, then the plugins through h5py, then the
+/// peak finders.
 pub fn demo() -> Result<()> {
     bootstrap::python()?;
     build_release()?;
@@ -50,6 +51,12 @@ pub fn demo() -> Result<()> {
             .arg(&frames)
             .arg("--out")
             .arg(dir.join("files")),
+    )?;
+    // Peak search on simulated frames, one of them drawn with its peaks circled.
+    run_cmd(
+        Command::new(root().join("target/release/hdrmx"))
+            .args(["spots", "--simulate", "eiger2-4m", "--frames", "0..4", "--png"])
+            .arg(dir.join("spots.png")),
     )
 }
 
