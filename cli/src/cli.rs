@@ -29,6 +29,9 @@ enum Command {
     Demo(DemoArgs),
     /// Find Bragg peaks in a master's frames (or simulated ones): hits, peaks, a drawing.
     Spots(crate::spots::SpotsArgs),
+    /// Write a gold-standard NXmx dataset (master + data files) of simulated frames, with the
+    /// simulator's ground truth as JSON.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +150,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
         Command::Bench(BenchCommand::Frames { out, quick }) => crate::bench::frames(&out, quick),
         Command::Demo(args) => crate::bench::demo(&args),
         Command::Spots(args) => crate::spots::spots(&args),
+        Command::Simulate(args) => crate::simulate::simulate(&args),
     }
 }
 

@@ -294,6 +294,24 @@ pub fn write_chunk(d: &Handle, offset: &[u64], chunk: &[u8]) -> Result<()> {
     }
 }
 
+/// Writes the whole of `d` from `bytes` in memory type `dtype`.
+pub fn write_all(d: &Handle, dtype: hid_t, bytes: &[u8]) -> Result<()> {
+    // SAFETY: valid ids; callers pass `bytes` covering the dataset in `dtype`.
+    unsafe {
+        check(
+            H5Dwrite(
+                d.id,
+                dtype,
+                H5S_ALL,
+                H5S_ALL,
+                H5P_DEFAULT,
+                bytes.as_ptr().cast(),
+            ),
+            || "writing data".into(),
+        )
+    }
+}
+
 pub fn set_extent(d: &Handle, dims: &[u64]) -> Result<()> {
     // SAFETY: valid dataset; dims has its rank.
     unsafe {

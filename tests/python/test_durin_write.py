@@ -1,0 +1,197 @@
+"""NXmx datasets written by durin-rs (through `hdrmx simulate`), read back by others.
+
+`hdrmx simulate` writes a master and data files with libhdf5 (chunks written directly, filters
+registered in-process). Here they are read by h5py + hdf5plugin (the reference bitshuffle/LZ4),
+by h5dump (HDF5 1.10, our filter plugins on HDF5_PLUGIN_PATH) and by neggia-rs (through
+hdrmx_dials, when installed): the frames must be equal everywhere. The metadata is checked
+against the expectation below, written out by hand from what `hdrmx simulate` documents (a
+75 um EIGER2 CdTe detector 150 mm from the sample, beam at the frame centre, 0.9795 A, omega
+from 0 in 0.1 degree steps), not read from hdrmx.
+
+The binary comes from $HDRMX_BIN, else target/{release,debug}/hdrmx; filter plugins from
+$HDRMX_PLUGIN_DIR, else target/release.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the reference filters with h5py)
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DET = "/entry/instrument/detector"
+FRAMES = 7
+PER_FILE = 3
+NX, NY = 1028, 1062  # EIGER2 1M
+
+
+def _hdrmx():
+    env = os.environ.get("HDRMX_BIN")
+    if env:
+        if not Path(env).is_file():
+            pytest.fail(f"HDRMX_BIN={env} does not exist")
+        return env
+    for p in (ROOT / "target/release/hdrmx", ROOT / "target/debug/hdrmx"):
+        if p.is_file():
+            return str(p)
+    pytest.skip("hdrmx binary not found: set HDRMX_BIN or build it (cargo build -p hdrmx-cli)",
+                allow_module_level=True)
+
+
+HDRMX = _hdrmx()
+
+
+@pytest.fixture(scope="module", params=[
+    ("vds", "uint32", "bslz4"), ("links", "uint16", "bslz4"), ("vds", "uint16", "lz4"),
+], ids=lambda p: "-".join(p))
+def written(request, tmp_path_factory):
+    layout, pixel, codec = request.param
+    out = tmp_path_factory.mktemp(f"durin-{layout}-{pixel}-{codec}")
+    args = [HDRMX, "simulate", "--detector", "eiger2-1m", "--frames", str(FRAMES),
+            "--frames-per-file", str(PER_FILE), "--pixel", pixel, "--codec", codec,
+            "--out", str(out), "--name", "x", "--spots", "50"]
+    if layout == "links":
+        args.append("--links")
+    subprocess.run(args, check=True, capture_output=True, timeout=300)
+    return out, layout, pixel, codec
+
+
+def _frames(master):
+    with h5py.File(master, "r") as f:
+        d = f["/entry/data"]
+        if "data" in d:
+            return d["data"][()]
+        keys = sorted(k for k in d if re.fullmatch(r"data_\d{6}", k))
+        return np.concatenate([d[k][()] for k in keys])
+
+
+def test_files_and_truth(written):
+    out, layout, pixel, codec = written
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["x_data_000001.h5", "x_data_000002.h5", "x_data_000003.h5",
+                     "x_master.h5", "x_truth.json"]
+    truth = json.loads((out / "x_truth.json").read_text())
+    assert truth["frames"] == FRAMES and truth["layout"] == layout
+    assert truth["pixel_type"] == pixel and len(truth["truth"]) == FRAMES
+    assert all(len(t["spots"]) == 50 for t in truth["truth"])
+    with h5py.File(out / "x_data_000003.h5", "r") as f:
+        d = f["/entry/data/data"]
+        assert d.shape == (FRAMES - 2 * PER_FILE, NY, NX) and d.chunks == (1, NY, NX)
+        assert d.attrs["image_nr_low"] == 7 and d.attrs["image_nr_high"] == 7
+        filters = d.id.get_create_plist()
+        fid, _, cd, _ = filters.get_filter(0)
+        if codec == "bslz4":
+            assert fid == 32008 and tuple(cd[:3]) == (0, 5, np.dtype(pixel).itemsize)
+            assert cd[4] == 2
+        else:
+            assert fid == 32004
+
+
+def test_h5py_frames(written):
+    out, layout, pixel, _ = written
+    frames = _frames(out / "x_master.h5")
+    assert frames.shape == (FRAMES, NY, NX) and frames.dtype == np.dtype(pixel)
+    # Simulated frames: Poisson background, spots; no two frames alike, none empty.
+    assert all(frames[i].sum() > 0 for i in range(FRAMES))
+    assert not np.array_equal(frames[0], frames[1])
+    # The data files hold the same frames the master shows, in order.
+    for k in range(3):
+        with h5py.File(out / f"x_data_{k + 1:06d}.h5", "r") as f:
+            np.testing.assert_array_equal(f["/entry/data/data"][()],
+                                          frames[k * PER_FILE:(k + 1) * PER_FILE])
+
+
+def test_metadata(written):
+    out, _, pixel, _ = written
+    top = np.iinfo(np.dtype(pixel)).max
+    with h5py.File(out / "x_master.h5", "r") as f:
+        assert f["/entry/definition"][()] == b"NXmx"
+        assert f["/entry"].attrs["NX_class"] == b"NXentry"
+        assert f["/entry/data"].attrs["signal"] == b"data"
+        w = f["/entry/instrument/beam/incident_wavelength"]
+        assert w[()] == pytest.approx(0.9795) and w.attrs["units"] == b"angstrom"
+        det = f[DET]
+        assert det.attrs["NX_class"] == b"NXdetector"
+        assert det["sensor_material"][()] == b"CdTe"
+        assert det["sensor_thickness"][()] == pytest.approx(750e-6)
+        assert det["x_pixel_size"][()] == det["y_pixel_size"][()] == pytest.approx(75e-6)
+        assert det["beam_center_x"][()] == pytest.approx(NX / 2)
+        assert det["beam_center_y"][()] == pytest.approx(NY / 2)
+        assert det["bit_depth_readout"][()] == 8 * np.dtype(pixel).itemsize
+        assert det["saturation_value"][()] == min(top - 1, 2**31 - 1)
+        assert det["count_time"][()] < det["frame_time"][()]
+        mask = det["pixel_mask"][()]
+        assert mask.shape == (NY, NX) and mask.dtype == np.uint32
+        # Gaps between the two modules (rows 512..549) carry the gap bit; module pixels do not.
+        assert (mask[512:550, :] & 1).all() and not (mask[:512, :] & 1).any()
+        # The chain: detector -> translation (distance along the beam) -> "."
+        t = f[det["depends_on"][()].decode()]
+        assert t[()] == pytest.approx(0.15) and t.attrs["depends_on"] == b"."
+        assert t.attrs["transformation_type"] == b"translation"
+        np.testing.assert_allclose(t.attrs["vector"], [0, 0, 1])
+        mod = det["module"]
+        assert mod.attrs["NX_class"] == b"NXdetector_module"
+        np.testing.assert_array_equal(mod["data_origin"][()], [0, 0])
+        np.testing.assert_array_equal(mod["data_size"][()], [NY, NX])
+        fast, slow, off = (mod[k] for k in ("fast_pixel_direction", "slow_pixel_direction",
+                                            "module_offset"))
+        np.testing.assert_allclose(fast.attrs["vector"], [-1, 0, 0])
+        np.testing.assert_allclose(slow.attrs["vector"], [0, -1, 0])
+        assert fast[()] == pytest.approx(75e-6) and slow[()] == pytest.approx(75e-6)
+        assert fast.attrs["depends_on"].decode() == off.name
+        assert off.attrs["depends_on"].decode() == t.name
+        # The beam meets the detector at the beam centre: origin + bc * pixel along -x, -y is 0.
+        origin = np.asarray(off.attrs["offset"]) + off[()] * np.asarray(off.attrs["vector"])
+        hit = origin[:2] - np.array([NX / 2, NY / 2]) * 75e-6
+        np.testing.assert_allclose(hit, [0, 0], atol=1e-12)
+        # The scan: omega from 0 in 0.1 degree steps, one value per frame, a rotation.
+        s = f["/entry/sample"]
+        om = f[s["depends_on"][()].decode()]
+        assert om.attrs["transformation_type"] == b"rotation" and om.attrs["units"] == b"deg"
+        assert om.attrs["depends_on"] == b"."
+        np.testing.assert_allclose(om[()], np.arange(FRAMES) * 0.1, atol=1e-12)
+
+
+H5DUMP = shutil.which("h5dump")
+
+
+@pytest.mark.skipif(H5DUMP is None, reason="h5dump not found (apt-get install hdf5-tools)")
+def test_h5dump_reads_a_frame(written, tmp_path):
+    out, layout, _, _ = written
+    env_dir = os.environ.get("HDRMX_PLUGIN_DIR")
+    plugins = Path(env_dir) if env_dir else ROOT / "target" / "release"
+    ours = tmp_path / "plugins"
+    ours.mkdir()
+    for name in ("libhdrmx_h5bshuf.so", "libhdrmx_h5lz4.so"):
+        if not (plugins / name).is_file():
+            pytest.skip(f"{name} not built in {plugins}")
+        shutil.copy2(plugins / name, ours / name)
+    env = dict(os.environ, HDF5_PLUGIN_PATH=str(ours))
+    # Frame 4 is the second frame of the second data file.
+    path = "/entry/data/data" if layout == "vds" else "/entry/data/data_000002"
+    first = "4" if layout == "vds" else "1"
+    r = subprocess.run([H5DUMP, "-d", f"{path}[{first},500,600;;1,1,1;1,3,8]", "-y", "-w", "0",
+                        str(out / "x_master.h5")], env=env, capture_output=True, text=True,
+                       timeout=300, cwd=out)
+    assert r.returncode == 0, r.stderr
+    body = r.stdout.split("DATA {", 1)[1].split("}", 1)[0]
+    got = [int(v) for v in re.findall(r"\d+", body)]
+    want = _frames(out / "x_master.h5")[4, 500:503, 600:608].ravel().tolist()
+    assert got == want
+
+
+def test_neggia_reads_the_same(written):
+    hdrmx_dials = pytest.importorskip("hdrmx_dials", reason="hdrmx_dials is not installed")
+    out, _, _, _ = written
+    ds = hdrmx_dials.open(out / "x_master.h5")
+    frames = _frames(out / "x_master.h5")
+    assert ds.shape == frames.shape
+    for i in range(FRAMES):
+        np.testing.assert_array_equal(ds.read(i), frames[i])
+    with h5py.File(out / "x_master.h5", "r") as f:
+        np.testing.assert_array_equal(ds.mask, f[f"{DET}/pixel_mask"][()])
