@@ -33,7 +33,7 @@
 //! are exact integers (DIALS stores its tables in single precision).
 
 use super::geometry::{Geometry, Layout};
-use super::label::components;
+use super::label::Components;
 use super::{local_background, BBox, Marks, Peak, PeakError, Pixel, Simd, MIN_SIGMA};
 
 /// DIALS's spot-finding parameters for the dispersion thresholds, with DIALS's defaults.
@@ -135,8 +135,7 @@ pub(crate) struct Dispersion {
     /// Strong pixels (`dispersion`) or over-dispersed ones (`dispersion_extended`), in order.
     hits: Vec<u32>,
     marks: Marks,
-    order: Vec<u32>,
-    starts: Vec<u32>,
+    components: Components,
 }
 
 impl Dispersion {
@@ -233,8 +232,7 @@ impl Dispersion {
             limit: 0,
             hits: Vec::new(),
             marks: Marks::new(nx * ny),
-            order: Vec::new(),
-            starts: Vec::new(),
+            components: Components::default(),
             geo,
             nx,
             ny,
@@ -540,20 +538,12 @@ impl Dispersion {
             let (a, b) = (a as usize, b as usize);
             geo.panel(a % nx, a / nx) == geo.panel(b % nx, b / nx)
         };
-        components(
-            &self.hits,
-            nx,
-            false,
-            same_panel,
-            &mut self.order,
-            &mut self.starts,
-        );
+        self.components.label(&self.hits, nx, false, same_panel);
         for &i in &self.hits {
             self.marks.set(i as usize);
         }
         let mut spots = Vec::new();
-        for c in 0..self.starts.len().saturating_sub(1) {
-            let members = &self.order[self.starts[c] as usize..self.starts[c + 1] as usize];
+        for members in self.components.iter() {
             if let Some(peak) = self.spot(frame, members) {
                 spots.push(peak);
             }

@@ -30,7 +30,7 @@
 //! - The beam centre is a parameter, distances are from pixel centres.
 
 use super::geometry::{Geometry, Layout};
-use super::label::components;
+use super::label::Components;
 use super::{local_background, BBox, Peak, PeakError, Pixel, Simd, MIN_SIGMA};
 
 /// peakfinder8's parameters, with defaults for photon-counting detectors.
@@ -108,8 +108,7 @@ pub(crate) struct Radial {
     simd: Simd,
     /// This frame's pixels above threshold, their components, and one peak's pixels.
     above: Vec<u32>,
-    order: Vec<u32>,
-    starts: Vec<u32>,
+    components: Components,
     pixels: Vec<u32>,
 }
 
@@ -191,8 +190,7 @@ impl Radial {
             seed: vec![0; bins],
             simd: Simd::detect(),
             above: Vec::new(),
-            order: Vec::new(),
-            starts: Vec::new(),
+            components: Components::default(),
             pixels: Vec::new(),
         })
     }
@@ -339,18 +337,10 @@ impl Radial {
             let (a, b) = (a as usize, b as usize);
             geo.panel(a % nx, a / nx) == geo.panel(b % nx, b / nx)
         };
-        components(
-            &self.above,
-            nx,
-            true,
-            same_panel,
-            &mut self.order,
-            &mut self.starts,
-        );
+        self.components.label(&self.above, nx, true, same_panel);
         let mut peaks = Vec::new();
         let mut pixels = std::mem::take(&mut self.pixels);
-        for c in 0..self.starts.len().saturating_sub(1) {
-            let members = &self.order[self.starts[c] as usize..self.starts[c + 1] as usize];
+        for members in self.components.iter() {
             pixels.clear();
             pixels.extend(members.iter().map(|&k| self.above[k as usize]));
             if let Some(peak) = self.measure(frame, &pixels, limit) {
