@@ -53,11 +53,16 @@ pub fn demo() -> Result<()> {
             .arg(dir.join("files")),
     )?;
     // Peak search on simulated frames, one of them drawn with its peaks circled.
-    run_cmd(
-        Command::new(root().join("target/release/hdrmx"))
-            .args(["spots", "--simulate", "eiger2-4m", "--frames", "0..4", "--png"])
-            .arg(dir.join("spots.png")),
-    )
+    let mut spots = Command::new(root().join("target/release/hdrmx"));
+    spots.args([
+        "spots",
+        "--simulate",
+        "eiger2-4m",
+        "--frames",
+        "0..4",
+        "--png",
+    ]);
+    run_cmd(spots.arg(dir.join("spots.png")))
 }
 
 pub fn filters(quick: bool) -> Result<()> {
