@@ -25,16 +25,26 @@ use std::sync::Once;
 /// same lock `hdf5-metno` uses, so the two can share a process.
 pub fn lock() -> ReentrantMutexGuard<'static, ()> {
     static INIT: Once = Once::new();
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
     let guard = hdf5_sys::LOCK.lock();
     INIT.call_once(|| {
-        // SAFETY: H5open initialises the library; we hold the lock. Automatic error printing is
-        // turned off: errors are collected from the stack into our messages instead.
+        // SAFETY: H5open initialises the library; we hold the lock.
         unsafe {
             H5open();
-            H5Eset_auto2(H5E_DEFAULT, None, std::ptr::null_mut());
         }
         crate::filters::register();
     });
+    if !QUIET.get() {
+        // Errors are collected from the stack into our messages, not printed. A thread-safe
+        // libhdf5 (Debian builds one) keeps this setting per thread.
+        // SAFETY: we hold the lock; no callback is installed.
+        unsafe {
+            H5Eset_auto2(H5E_DEFAULT, None, std::ptr::null_mut());
+        }
+        QUIET.set(true);
+    }
     guard
 }
 
@@ -117,6 +127,28 @@ impl Drop for Handle {
             (self.close)(self.id);
         }
     }
+}
+
+/// What closes a [`Handle`].
+#[derive(Clone, Copy, Debug)]
+pub enum Close {
+    File,
+    Dataset,
+    Space,
+    Type,
+    Plist,
+}
+
+/// Wraps an id a libhdf5 call returned (negative: that call failed, `what` says what it was).
+pub fn handle(id: hid_t, close: Close, what: impl FnOnce() -> String) -> Result<Handle> {
+    let f: unsafe extern "C" fn(hid_t) -> herr_t = match close {
+        Close::File => H5Fclose,
+        Close::Dataset => H5Dclose,
+        Close::Space => H5Sclose,
+        Close::Type => H5Tclose,
+        Close::Plist => H5Pclose,
+    };
+    Handle::new(id, f, what)
 }
 
 pub fn cstr(s: &str) -> Result<CString> {

@@ -9,8 +9,10 @@
 
 mod filters;
 pub mod h5;
+mod reader;
 mod writer;
 
+pub use reader::{Pixel, Reader};
 pub use writer::{Layout, Metadata, Writer, WriterOptions};
 
 #[derive(Debug, thiserror::Error)]
