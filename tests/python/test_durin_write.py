@@ -195,3 +195,40 @@ def test_neggia_reads_the_same(written):
         np.testing.assert_array_equal(ds.read(i), frames[i])
     with h5py.File(out / "x_master.h5", "r") as f:
         np.testing.assert_array_equal(ds.mask, f[f"{DET}/pixel_mask"][()])
+
+
+def _xds_built():
+    env = os.environ.get("HDRMX_PLUGIN_DIR")
+    d = Path(env) if env else ROOT / "target" / "release"
+    lib, host = d / "libhdrmx_xds.so", d / "hdrmx-xds-host"
+    return (lib, host) if lib.is_file() and host.is_file() else None
+
+
+def test_xds_plugin_reads_it(written, tmp_path):
+    built = _xds_built()
+    if built is None:
+        pytest.skip("libhdrmx_xds.so / hdrmx-xds-host not built")
+    lib, host = built
+    out, _, pixel, _ = written
+    dump = tmp_path / "frames.bin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HDRMX_")}
+    r = subprocess.run([str(host), str(lib), "open", str(out / "x_master.h5"), "header",
+                        "threads", "1", "shuffle", "0", "out", str(dump), "data", "all",
+                        "close"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    header = next(line.split() for line in r.stdout.splitlines() if line.startswith("header"))
+    err, nx, ny, nbytes, qx, qy, frames = header[1:]
+    assert (int(err), int(nx), int(ny), int(frames)) == (0, NX, NY, FRAMES)
+    assert int(nbytes) == np.dtype(pixel).itemsize
+    assert float(qx) == pytest.approx(75e-6) and float(qy) == pytest.approx(75e-6)
+    got = np.fromfile(dump, "<i4").reshape(FRAMES, NY, NX)
+    # The XDS convention, written out: gap bit -> -1, other mask bits -> -2, an unmasked pixel
+    # at the type's maximum -> 2^31 - 1, anything else itself.
+    raw = _frames(out / "x_master.h5")
+    with h5py.File(out / "x_master.h5", "r") as f:
+        mask = f[f"{DET}/pixel_mask"][()]
+    want = np.minimum(raw.astype(np.int64), 2**31 - 1)
+    want[raw == np.iinfo(raw.dtype).max] = 2**31 - 1
+    want[:, mask != 0] = -2
+    want[:, (mask & 1) != 0] = -1
+    np.testing.assert_array_equal(got, want.astype(np.int32))
