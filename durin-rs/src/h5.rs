@@ -372,10 +372,12 @@ pub fn external_link(parent: &Handle, name: &str, file: &str, path: &str) -> Res
 }
 
 /// One VDS mapping: frames `[start, start + count)` of the virtual dataset of `dims` are frames
-/// `[0, count)` of `file:path` (shaped `[count, ny, nx]`).
+/// `[source_start, source_start + count)` of `file:path` (shaped `[source_frames, ny, nx]`).
 pub struct Mapping<'a> {
     pub start: u64,
     pub count: u64,
+    pub source_start: u64,
+    pub source_frames: u64,
     pub file: &'a str,
     pub path: &'a str,
 }
@@ -395,9 +397,21 @@ pub fn virtual_dataset(
             "dcpl".into()
         })?;
         for m in maps {
-            let src = space(&[m.count, dims[1], dims[2]], None)?;
+            let src = space(&[m.source_frames, dims[1], dims[2]], None)?;
             let start = [m.start, 0, 0];
             let count = [m.count, dims[1], dims[2]];
+            let source_start = [m.source_start, 0, 0];
+            check(
+                H5Sselect_hyperslab(
+                    src.id,
+                    H5S_seloper_t::H5S_SELECT_SET,
+                    source_start.as_ptr(),
+                    std::ptr::null(),
+                    count.as_ptr(),
+                    std::ptr::null(),
+                ),
+                || "VDS source selection".into(),
+            )?;
             check(
                 H5Sselect_hyperslab(
                     vspace.id,

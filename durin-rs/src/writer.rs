@@ -2,6 +2,7 @@
 use crate::h5::{self, types, Handle, Mapping};
 use crate::{Error, Result};
 use hdrmx_core::codec::Codec;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// How the master reaches the frames.
@@ -191,15 +192,43 @@ impl Writer {
     }
 
     /// Closes the last data file and writes the master; returns its path.
-    pub fn finish(mut self) -> Result<PathBuf> {
-        let _g = h5::lock();
-        self.close_data_file()?;
-        let path = self.dir.join(format!("{}_master.h5", self.name));
-        self.write_master(&path)?;
-        Ok(path)
+    pub fn finish(self) -> Result<PathBuf> {
+        Ok(self.finish_with(&[])?.remove(0))
     }
 
-    fn write_master(&self, path: &Path) -> Result<()> {
+    /// Like [`Writer::finish`], and writes one more master per `(name, frame ranges)` over the
+    /// same data files: `<name>_master.h5` whose VDS shows those frames of the acquisition, in
+    /// order, with their omega values. Two masters over alternating blocks are an inverse-beam
+    /// collection; N masters over consecutive slices a multi-trigger one (as DLS writes them).
+    /// Returns the full master's path, then the others'.
+    pub fn finish_with(mut self, masters: &[(&str, &[Range<u64>])]) -> Result<Vec<PathBuf>> {
+        let _g = h5::lock();
+        self.close_data_file()?;
+        if !masters.is_empty() && self.opts.layout != Layout::Vds {
+            return Err(Error::Invalid(
+                "partial masters need a VDS (data_NNNNNN links cannot select frames)".into(),
+            ));
+        }
+        let all = 0..self.frames as u64;
+        let path = self.dir.join(format!("{}_master.h5", self.name));
+        self.write_master(&path, std::slice::from_ref(&all))?;
+        let mut paths = vec![path];
+        for (name, ranges) in masters {
+            if let Some(r) = ranges.iter().find(|r| r.start >= r.end || r.end > all.end) {
+                return Err(Error::Invalid(format!(
+                    "{name}: frames {r:?} not within 0..{}",
+                    all.end
+                )));
+            }
+            let path = self.dir.join(format!("{name}_master.h5"));
+            self.write_master(&path, ranges)?;
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
+    /// A master over the acquisition's frames in `ranges`.
+    fn write_master(&self, path: &Path, ranges: &[Range<u64>]) -> Result<()> {
         let m = &self.meta;
         let f = h5::create_file(&path.to_string_lossy())?;
         let entry = h5::group(&f, "entry", "NXentry")?;
@@ -209,24 +238,31 @@ impl Writer {
         // Frames.
         let data = h5::group(&entry, "data", "NXdata")?;
         h5::attr_str(&data, "signal", "data")?;
-        let dims = [self.frames as u64, m.ny as u64, m.nx as u64];
+        let selected: Vec<u64> = ranges.iter().flat_map(Clone::clone).collect();
+        let dims = [selected.len() as u64, m.ny as u64, m.nx as u64];
         match self.opts.layout {
             Layout::Vds => {
-                let mut start = 0;
-                let maps: Vec<Mapping<'_>> = self
-                    .files
-                    .iter()
-                    .map(|(file, n)| {
-                        let map = Mapping {
-                            start,
-                            count: *n as u64,
-                            file,
-                            path: DATA_PATH,
-                        };
-                        start += *n as u64;
-                        map
-                    })
-                    .collect();
+                let mut maps: Vec<Mapping<'_>> = Vec::new();
+                let mut at = 0;
+                for r in ranges {
+                    let mut file_start = 0;
+                    for (file, n) in &self.files {
+                        let n = *n as u64;
+                        let (lo, hi) = (r.start.max(file_start), r.end.min(file_start + n));
+                        if lo < hi {
+                            maps.push(Mapping {
+                                start: at,
+                                count: hi - lo,
+                                source_start: lo - file_start,
+                                source_frames: n,
+                                file,
+                                path: DATA_PATH,
+                            });
+                            at += hi - lo;
+                        }
+                        file_start += n;
+                    }
+                }
                 h5::virtual_dataset(&data, "data", self.data_type(), dims, &maps)?;
             }
             Layout::Links => {
@@ -359,8 +395,9 @@ impl Writer {
         let sample = h5::group(&entry, "sample", "NXsample")?;
         h5::write_str(&sample, "depends_on", "/entry/sample/transformations/omega")?;
         let str_ = h5::group(&sample, "transformations", "NXtransformations")?;
-        let omega: Vec<f64> = (0..self.frames)
-            .map(|i| m.omega_start + i as f64 * m.omega_increment)
+        let omega: Vec<f64> = selected
+            .iter()
+            .map(|&i| m.omega_start + i as f64 * m.omega_increment)
             .collect();
         let omega_end: Vec<f64> = omega.iter().map(|w| w + m.omega_increment).collect();
         transformation(
