@@ -232,14 +232,19 @@ fn inverse_beam_and_multi_trigger_masters() {
     }
     let ib_a = [0..3, 6..9];
     let ib_b = [3..6, 9..12];
-    let (t1, t2, t3) = ([0..4], [4..8], [8..12]);
+    // One range each: a trigger is a contiguous slice.
+    let (t1, t2, t3) = (
+        std::slice::from_ref(&(0..4)),
+        std::slice::from_ref(&(4..8)),
+        std::slice::from_ref(&(8..12)),
+    );
     let paths = w
         .finish_with(&[
             ("ib_a", &ib_a),
             ("ib_b", &ib_b),
-            ("t1", &t1),
-            ("t2", &t2),
-            ("t3", &t3),
+            ("t1", t1),
+            ("t2", t2),
+            ("t3", t3),
         ])
         .unwrap();
     assert_eq!(paths.len(), 6);
@@ -287,5 +292,7 @@ fn partial_masters_need_a_vds() {
     let mut w = Writer::create(&dir, "x", metadata(4), opts).unwrap();
     let raw: Vec<u8> = frame(0).iter().flat_map(|&v| v.to_le_bytes()).collect();
     w.write_frame(&raw).unwrap();
-    assert!(w.finish_with(&[("a", &[0..1])]).is_err());
+    assert!(w
+        .finish_with(&[("a", std::slice::from_ref(&(0..1)))])
+        .is_err());
 }
