@@ -32,6 +32,8 @@ enum Command {
     /// Write a gold-standard NXmx dataset (master + data files) of simulated frames, with the
     /// simulator's ground truth as JSON.
     Simulate(crate::simulate::SimulateArgs),
+    /// Re-chunk and recompress a dataset (one frame per chunk) into a new master + data files.
+    Convert(crate::convert::ConvertArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,6 +153,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
         Command::Demo(args) => crate::bench::demo(&args),
         Command::Spots(args) => crate::spots::spots(&args),
         Command::Simulate(args) => crate::simulate::simulate(&args),
+        Command::Convert(args) => crate::convert::convert(&args),
     }
 }
 

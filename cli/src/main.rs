@@ -13,6 +13,7 @@ macro_rules! outln {
 mod bench;
 mod chunk;
 mod cli;
+mod convert;
 mod simulate;
 mod spots;
 
