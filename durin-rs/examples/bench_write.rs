@@ -2,7 +2,9 @@
 //! from the simulator, compressed once with bitshuffle/LZ4, written N times with direct chunk
 //! writes into data files of 1000 frames under a VDS master, one thread.
 //!
-//! `cargo run --release -p durin-rs --example bench_write -- [frames] [dir]`
+//! `cargo run --release -p durin-rs --example bench_write -- [frames] [dir] [chunk-out]`: the
+//! last line printed is JSON; `chunk-out` receives the chunk, for the h5py reference
+//! (`tests/python/bench_write.py`) to write the same bytes.
 use durin::{Layout, Metadata, Writer, WriterOptions};
 use hdrmx_core::codec::{Bitshuffle, Codec, Compression};
 use hdrmx_core::sim::{self, Detector, FrameSpec, PixelType};
@@ -24,6 +26,9 @@ fn main() {
     let raw = frame.to_bytes();
     let codec = Codec::Bitshuffle(Bitshuffle::new(4, Compression::Lz4).expect("bslz4"));
     let chunk = codec.encode(&raw).expect("encoding");
+    if let Some(out) = args.next() {
+        std::fs::write(&out, &chunk).expect("writing the chunk");
+    }
     let meta = Metadata {
         nx: det.nx(),
         ny: det.ny(),
@@ -57,8 +62,13 @@ fn main() {
     for _ in 0..frames {
         w.write_chunk(&chunk).expect("writing a chunk");
     }
+    let frames_secs = start.elapsed().as_secs_f64();
     let master = w.finish().expect("finishing");
     let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "frames {frames_secs:.3} s, master (metadata, deflated 16M mask) {:.3} s",
+        secs - frames_secs
+    );
     let raw_gb = (raw.len() * frames) as f64 / 1e9;
     println!(
         "{frames} frames of 16M uint32 ({:.1} MB raw, {:.2} MB bslz4) in {secs:.3} s: {:.0} frames/s, {:.2} GB/s uncompressed-equivalent, {:.2} GB/s written; master {}",
@@ -68,6 +78,11 @@ fn main() {
         raw_gb / secs,
         (chunk.len() * frames) as f64 / 1e9 / secs,
         master.display()
+    );
+    println!(
+        "{{\"frames\": {frames}, \"seconds\": {secs}, \"frames_seconds\": {frames_secs}, \"raw_bytes\": {}, \"chunk_bytes\": {}}}",
+        raw.len(),
+        chunk.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

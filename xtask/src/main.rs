@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench;
 mod bench_peaks;
+mod bench_write;
 mod bench_xds;
 mod bootstrap;
 mod dials;
@@ -32,6 +33,8 @@ tasks:
                          on 4M uint32 VDS frames, one process, with ratios
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
                          thread, with ratios
+  bench write [--quick]  durin-rs writing pre-compressed 16M frames (direct chunk writes,
+                         VDS master) against h5py's write_direct_chunk, one thread, ratio
   bench peaks [--quick]  the peak finders against the simulator's truth (recall, precision)
                          and their speed, one thread, with ratios to the issue's references
   bench filters [--quick] h5py reading and writing through hdf5plugin and through our
@@ -71,6 +74,7 @@ fn run() -> Result<()> {
             Some("codecs") => bench::codecs(flag("--quick")),
             Some("filters") => bench::filters(flag("--quick")),
             Some("peaks") => bench_peaks::peaks(flag("--quick")),
+            Some("write") => bench_write::write(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
         },
         None | Some("help" | "--help" | "-h") => {
