@@ -232,3 +232,34 @@ def test_xds_plugin_reads_it(written, tmp_path):
     want[:, mask != 0] = -2
     want[:, (mask & 1) != 0] = -1
     np.testing.assert_array_equal(got, want.astype(np.int32))
+
+
+def test_nxmx_reads_the_geometry(written):
+    """The master read the way dxtbx reads it (the nxmx package): the beam meets the detector at
+    the beam centre, 150 mm along the beam; omega is the one scan axis."""
+    nxmx = pytest.importorskip("nxmx")
+    out, _, _, _ = written
+    with h5py.File(out / "x_master.h5") as f:
+        entry = nxmx.NXmx(f).entries[0]
+        inst = entry.instruments[0]
+        assert inst.beams[0].incident_wavelength.to("angstrom").magnitude == pytest.approx(0.9795)
+        det = inst.detectors[0]
+        assert det.sensor_material == "CdTe"
+        assert det.sensor_thickness.to("mm").magnitude == pytest.approx(0.75)
+        [module] = det.modules
+        assert tuple(module.data_origin) == (0, 0) and tuple(module.data_size) == (NY, NX)
+        assert module.fast_pixel_direction[()].to("mm").magnitude == pytest.approx(0.075)
+        assert module.slow_pixel_direction[()].to("mm").magnitude == pytest.approx(0.075)
+        chain = nxmx.get_dependency_chain(module.fast_pixel_direction.depends_on)
+        assert [t.path.rsplit("/", 1)[1] for t in chain] == ["module_offset", "translation"]
+        a = nxmx.get_cumulative_transformation(chain)
+        origin = a[0, :3, 3]  # mm
+        assert origin[2] == pytest.approx(150.0)
+        # Fast pixels run along -x, slow along -y: the beam (x = y = 0) is at the beam centre.
+        assert origin[0] / 0.075 == pytest.approx(NX / 2)
+        assert origin[1] / 0.075 == pytest.approx(NY / 2)
+        scan = nxmx.get_dependency_chain(entry.samples[0].depends_on)
+        assert len(scan[0]) == FRAMES and scan[0].transformation_type == "rotation"
+        axes = nxmx.get_rotation_axes(scan)
+        assert axes.is_scan_axis.tolist() == [True]
+        assert entry.data[0].path == "/entry/data"
