@@ -152,3 +152,51 @@ fn reads_what_durin_writes() {
         );
     }
 }
+
+/// A master whose frames are not one per chunk (two frames a chunk, deflated): read through
+/// H5Dread, equal to neggia-rs, from two threads at once.
+#[test]
+fn h5dread_path_and_threads() {
+    use durin::h5;
+    let dir = std::env::temp_dir().join(format!("durin-rs-h5dread-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m_master.h5");
+    let (n, ny, nx) = (6u64, 9u64, 14u64);
+    let pixels: Vec<u32> = (0..n * ny * nx).map(|p| (p * 31 % 1000) as u32).collect();
+    {
+        let _g = h5::lock();
+        let f = h5::create_file(path.to_str().unwrap()).unwrap();
+        let e = h5::group(&f, "entry", "NXentry").unwrap();
+        let d = h5::group(&e, "data", "NXdata").unwrap();
+        let dims = [n, ny, nx];
+        let ds = h5::chunked(
+            &d,
+            "data",
+            h5::types::u32_le(),
+            &dims,
+            &dims,
+            &[2, ny, nx],
+            Some((1, &[4])),
+        )
+        .unwrap();
+        let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        h5::write_all(&ds, h5::types::u32(), &bytes).unwrap();
+    }
+    assert_eq!(frames_equal(&path).unwrap(), n as usize);
+    let r = Reader::open(&path).unwrap();
+    let frame = (ny * nx) as usize;
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (r, pixels) = (&r, &pixels);
+            s.spawn(move || {
+                let mut out = vec![0u32; frame];
+                for round in 0..20 {
+                    let i = (t + round) % n as usize;
+                    r.read_frame_into(i as u64, &mut out).unwrap();
+                    assert_eq!(out, pixels[i * frame..(i + 1) * frame]);
+                }
+            });
+        }
+    });
+}
