@@ -27,8 +27,11 @@ tasks:
                          Python tests against the reference, fuzz smoke runs (60 s each)
   demo                   simulate EIGER2 frames, round-trip them through every codec, and
                          write them with h5py through our plugin, read back by hdf5plugin
-  bench xds [--quick]    the XDS plugin through the C host: ms per plugin_get_data on 4M
-                         and 16M uint32 frames, links and VDS masters, 1 and 2 threads
+  bench xds [--quick] [--realtime]
+                         the XDS plugin through the C host: ms per plugin_get_data on 4M
+                         and 16M uint32 frames, links and VDS masters, 1 and 2 threads;
+                         --realtime runs the host under SCHED_FIFO (a machine shared with
+                         other jobs)
   bench dials [--quick]  hdrmx_dials (the DIALS format's reader) against h5py + hdf5plugin
                          on 4M uint32 VDS frames, one process, with ratios
   bench codecs [--quick] our codecs and the reference bitshuffle on the same frames, one
@@ -69,7 +72,7 @@ fn run() -> Result<()> {
         }
         Some("demo") => bench::demo(),
         Some("bench") => match args.get(1).map(String::as_str) {
-            Some("xds") => bench_xds::xds(flag("--quick")),
+            Some("xds") => bench_xds::xds(flag("--quick"), flag("--realtime")),
             Some("dials") => dials::bench(flag("--quick")),
             Some("codecs") => bench::codecs(flag("--quick")),
             Some("filters") => bench::filters(flag("--quick")),
