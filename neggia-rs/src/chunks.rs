@@ -1,7 +1,7 @@
 //! Chunk indices: every kind HDF5 writes, walked once into a map from chunk position to the
 //! chunk's address, stored size and filter mask.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::btree;
 use crate::error::Result;
@@ -39,7 +39,10 @@ impl Geometry<'_> {
     }
 
     fn chunk_bytes(&self) -> u64 {
-        self.chunk.iter().product::<u64>() * self.elem
+        // Saturating: Dataset::open has already refused chunks of 4 GiB or more.
+        self.chunk
+            .iter()
+            .fold(self.elem, |a, &c| a.saturating_mul(c))
     }
 
     /// Linear position of a chunk in the current-extent grid, or None if it lies outside.
@@ -50,7 +53,8 @@ impl Geometry<'_> {
             if s >= g {
                 return None;
             }
-            lin = lin * g + s;
+            // A grid of more than 2^64 chunks (a lying shape) has no linear position.
+            lin = lin.checked_mul(g)?.checked_add(s)?;
         }
         Some(lin)
     }
@@ -63,7 +67,8 @@ impl Geometry<'_> {
             if s % c != 0 || s / c >= g {
                 return None;
             }
-            lin = lin * g + s / c;
+            // Checked, as in `linear`: a lying shape can make the grid pass 2^64 chunks.
+            lin = lin.checked_mul(g)?.checked_add(s / c)?;
         }
         Some(lin)
     }
@@ -120,7 +125,10 @@ pub(crate) fn build(raw: &Raw, index: &Index, g: &Geometry<'_>) -> Result<ChunkM
         Index::Implicit(addr) => {
             if addr != UNDEF {
                 let max_grid = g.max_grid();
-                let n: u64 = max_grid.iter().product();
+                let n = max_grid
+                    .iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| raw.corrupt("implicit chunk index of more than 2^64 chunks"))?;
                 let bytes = g.chunk_bytes();
                 // Every chunk is allocated: the whole index must lie inside the file.
                 raw.slice(addr, n.saturating_mul(bytes), "implicitly indexed chunks")?;
@@ -327,7 +335,10 @@ fn extensible_array(
         return Err(c.corrupt("extensible array parameters are inconsistent"));
     }
     let log2 = |v: u64| 63 - v.leading_zeros() as u64;
-    let nsblocks = 1 + max_bits as u64 - log2(dblock_min);
+    // Data blocks of the smallest size must fit in the element count's bits.
+    let nsblocks = (1 + max_bits as u64)
+        .checked_sub(log2(dblock_min))
+        .ok_or_else(|| c.corrupt("extensible array parameters are inconsistent"))?;
     // Per super block: number of data blocks and elements per data block.
     let sblocks: Vec<(u64, u64)> = (0..nsblocks)
         .map(|u| (1u64 << (u / 2), dblock_min << u.div_ceil(2)))
@@ -337,6 +348,19 @@ fn extensible_array(
     let arr_off = (max_bits as usize).div_ceil(8);
     let page = 1u64 << page_bits;
 
+    // Why: a block listed twice (a loop, or a lie) would have its elements read once per
+    // listing, which is quadratic in the file size. Each block is read once.
+    let mut seen = HashSet::new();
+    let mut once = |a: u64| {
+        if seen.insert(a) {
+            Ok(())
+        } else {
+            Err(raw.corrupt(format_args!(
+                "extensible array block {a:#x} is listed twice"
+            )))
+        }
+    };
+    once(iblock)?;
     let mut i = raw.at(iblock, "extensible array index block")?;
     i.signature(b"EAIB")?;
     i.skip(2)?;
@@ -355,6 +379,7 @@ fn extensible_array(
         for _ in 0..ndb {
             let a = dblocks.next().unwrap_or(UNDEF);
             if a != UNDEF {
+                once(a)?;
                 data_block(raw, a, g, entry, arr_off, nel, page, None, next, put)?;
             }
             next += nel;
@@ -371,6 +396,7 @@ fn extensible_array(
             next = next.saturating_add(ndb.saturating_mul(nel));
             continue;
         }
+        once(sa)?;
         let mut s = raw.at(sa, "extensible array super block")?;
         s.signature(b"EASB")?;
         s.skip(2)?;
@@ -384,6 +410,7 @@ fn extensible_array(
         for b in 0..ndb {
             let a = s.addr()?;
             if a != UNDEF {
+                once(a)?;
                 let pages = paged.then(|| (bitmap, b * per_block * 8));
                 data_block(raw, a, g, entry, arr_off, nel, page, pages, next, put)?;
             }

@@ -43,6 +43,10 @@ pub(crate) struct Inner {
     vds: Option<Vds>,
 }
 
+/// The largest element this reader handles (a detector pixel is at most 8 bytes; a fixed-length
+/// string a few hundred).
+const MAX_ELEMENT: usize = 1 << 24;
+
 thread_local! {
     /// One decoded chunk, for chunks that do not map straight onto the caller's buffer.
     static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -79,6 +83,13 @@ impl Dataset {
             None => Vec::new(),
         };
         let elem = dtype.size();
+        if elem > MAX_ELEMENT {
+            // Why: the fill value below is one element, allocated now; a size field that lies
+            // must not allocate gigabytes before anything is read.
+            return Err(raw.unsupported(format_args!(
+                "{name}: elements of {elem} bytes (more than {MAX_ELEMENT})"
+            )));
+        }
         let fill = layout::parse_fill(
             raw,
             oh.find(object::FILL).map(|m| m.body),
@@ -89,6 +100,17 @@ impl Dataset {
         let pipeline = Pipeline::new(&filters, elem);
         let chunks = match &layout {
             Layout::Chunked { dims, index, .. } => {
+                // HDF5 refuses chunks of 4 GiB or more; a layout claiming one is corrupt, and a
+                // read would otherwise allocate whatever it claims.
+                let bytes = dims
+                    .iter()
+                    .try_fold(elem as u64, |a, &d| a.checked_mul(d))
+                    .filter(|&b| b <= u32::MAX as u64);
+                if bytes.is_none() {
+                    return Err(raw.corrupt(format_args!(
+                        "{name}: chunks of {dims:?} x {elem} bytes exceed HDF5's 4 GiB chunk limit"
+                    )));
+                }
                 let g = Geometry {
                     dims: &space.dims,
                     max: &space.max,
@@ -288,9 +310,13 @@ impl Dataset {
         Ok(())
     }
 
-    /// Number of elements in one frame.
+    /// Number of elements in one frame (`u64::MAX` when a corrupt shape claims more).
     pub fn frame_len(&self) -> u64 {
-        self.shape().iter().skip(1).product()
+        // Saturating: the shape is read from the file and may lie; reading such a frame fails.
+        self.shape()
+            .iter()
+            .skip(1)
+            .fold(1u64, |a, &d| a.saturating_mul(d))
     }
 
     fn check_type<T: Element>(&self) -> Result<()> {
@@ -528,7 +554,7 @@ impl Dataset {
                 .iter()
                 .zip(chunk)
                 .zip(start.iter().zip(count))
-                .map(|((o, c), (s, n))| (o + c).min(s + n))
+                .map(|((o, c), (s, n))| o.saturating_add(*c).min(s + n))
                 .collect();
             let ext: Vec<u64> = hi.iter().zip(&lo).map(|(h, l)| h - l).collect();
             let in_box: Vec<u64> = lo.iter().zip(start).map(|(l, s)| l - s).collect();
@@ -540,7 +566,7 @@ impl Dataset {
                 .iter()
                 .zip(chunk)
                 .zip(shape)
-                .any(|((o, c), d)| o + c > *d);
+                .any(|((o, c), d)| o.saturating_add(*c) > *d);
             match loc {
                 None => fill_box(out, count, &in_box, &ext, elem, &self.0.fill),
                 Some(loc) => {

@@ -36,6 +36,14 @@ struct Inner {
 /// Soft and external links followed while resolving one path; more is a loop.
 const MAX_LINK_HOPS: usize = 64;
 
+/// What `hops` counts while resolving one path: a soft or external link followed costs `HOP`
+/// steps, a path component looked up one. Why: each component reads a group's links, and a soft
+/// link whose value is thousands of components through a hard-link cycle, followed 64 times,
+/// multiplied into hours. The total is bounded instead, and a loop of links alone still ends
+/// after 64 hops.
+const HOP: usize = 64;
+const MAX_STEPS: usize = MAX_LINK_HOPS * HOP;
+
 /// An object reached by a path.
 #[derive(Clone)]
 pub enum Node {
@@ -239,6 +247,12 @@ impl Group {
             Node::Group(self.clone())
         };
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            *hops += 1;
+            if *hops > MAX_STEPS {
+                return Err(self.file.raw().corrupt(format_args!(
+                    "{path}: resolving it looks up more than {MAX_STEPS} path components (a link loop?)"
+                )));
+            }
             let Node::Group(g) = node else {
                 return Err(self
                     .file
@@ -253,14 +267,15 @@ impl Group {
         Ok(node)
     }
 
-    /// The object a link of this group points to.
+    /// The object a link of this group points to. `hops` counts the steps of one resolution
+    /// (start it at 0): a loop of links ends in an error.
     pub fn follow(&self, name: &str, link: &Link, hops: &mut usize) -> Result<Node> {
         let full = join(&self.name, name);
         match link {
             Link::Hard(addr) => self.file.node_at(*addr, &full),
             Link::Soft(target) => {
-                *hops += 1;
-                if *hops > MAX_LINK_HOPS {
+                *hops += HOP;
+                if *hops > MAX_STEPS {
                     return Err(self
                         .file
                         .raw()
@@ -275,8 +290,8 @@ impl Group {
                 })
             }
             Link::External { file, path } => {
-                *hops += 1;
-                if *hops > MAX_LINK_HOPS {
+                *hops += HOP;
+                if *hops > MAX_STEPS {
                     return Err(self
                         .file
                         .raw()

@@ -1,6 +1,8 @@
 //! What an object header holds besides data: its links (when it is a group) and attributes.
 //! Both come in three storages, old symbol tables, compact messages and dense fractal heaps.
 
+use std::collections::HashSet;
+
 use crate::btree;
 use crate::datatype::{Dataspace, Datatype};
 use crate::error::Result;
@@ -36,7 +38,15 @@ pub(crate) fn links(raw: &Raw, oh: &ObjectHeader<'_>) -> Result<Vec<(String, Lin
         let heap_addr = c.addr()?;
         let names = heap::local_heap(raw, heap_addr)?;
         let key_len = raw.sl as usize;
+        // Why: the B-tree walk visits each node once, but its leaves could still name one
+        // symbol node thousands of times, each listing all of its entries again.
+        let mut seen = HashSet::new();
         btree::walk_v1(raw, tree, 0, key_len, &mut |_, snod| {
+            if !seen.insert(snod) {
+                return Err(
+                    raw.corrupt(format_args!("symbol table node {snod:#x} is listed twice"))
+                );
+            }
             symbol_node(raw, snod, names, &mut out)
         })?;
     }

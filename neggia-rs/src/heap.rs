@@ -152,11 +152,13 @@ impl FractalHeap {
         }
     }
 
-    fn row_block_size(&self, row: u64) -> u64 {
+    /// Block size of a row of the doubling table; None past 2^64 (no such row in a real heap).
+    fn row_block_size(&self, row: u64) -> Option<u64> {
         if row == 0 {
-            self.start_block
+            Some(self.start_block)
         } else {
-            self.start_block << (row - 1).min(63)
+            let shift = u32::try_from(row - 1).ok()?;
+            self.start_block.checked_mul(1u64.checked_shl(shift)?)
         }
     }
 
@@ -179,20 +181,26 @@ impl FractalHeap {
             let direct_rows = rows.min(self.max_direct_rows);
             let mut row = 0;
             let mut r = rel;
-            loop {
+            // Why checked: rows and sizes come from the file. A row whose blocks would pass
+            // 2^64 bytes cannot exist, so the offset is not in the heap (an unchecked product
+            // wrapped to 0 and let the walk step through billions of empty rows).
+            let outside = || {
+                raw.corrupt(format_args!(
+                    "heap offset {offset} is outside the fractal heap"
+                ))
+            };
+            let size = loop {
                 if row >= rows {
-                    return Err(raw.corrupt(format_args!(
-                        "heap offset {offset} is outside the fractal heap"
-                    )));
+                    return Err(outside());
                 }
-                let span = self.row_block_size(row) * self.width;
+                let size = self.row_block_size(row).ok_or_else(outside)?;
+                let span = size.checked_mul(self.width).ok_or_else(outside)?;
                 if r < span {
-                    break;
+                    break size;
                 }
                 r -= span;
                 row += 1;
-            }
-            let size = self.row_block_size(row);
+            };
             let col = r / size;
             let within = r % size;
             let entry_size = raw.so as u64;
@@ -201,7 +209,7 @@ impl FractalHeap {
             } else {
                 direct_rows * self.width + (row - direct_rows) * self.width + col
             };
-            c.skip((entry * entry_size) as usize)?;
+            c.skip(entry.saturating_mul(entry_size) as usize)?;
             let child = c.addr()?;
             if child == UNDEF {
                 return Err(raw.corrupt(format_args!(
@@ -214,7 +222,11 @@ impl FractalHeap {
             rows = if row < self.max_direct_rows {
                 0
             } else {
-                log2(size) - (log2(self.start_block) + log2(self.width)) + 1
+                // An indirect block smaller than one row of the table is corrupt (this
+                // subtraction wrapped, and the next level got billions of rows).
+                (log2(size) + 1)
+                    .checked_sub(log2(self.start_block) + log2(self.width))
+                    .ok_or_else(|| raw.corrupt("fractal heap indirect block is too small"))?
             };
         }
         Err(raw.corrupt("fractal heap is nested too deeply"))
@@ -238,5 +250,56 @@ impl FractalHeap {
             )));
         }
         raw.slice(block + rel, len, "fractal heap object")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::Bytes;
+
+    #[test]
+    fn indirect_block_smaller_than_a_row_is_refused_not_walked() {
+        // A doubling table 2^15 blocks wide whose root indirect block points, from its first
+        // indirect row, at a child too small for even one row. The child's row count was
+        // computed by a subtraction that wrapped, and its walk stepped through 2^64 rows.
+        let width = 1u64 << 15;
+        let heap = FractalHeap {
+            id_len: 8,
+            checksummed_blocks: false,
+            filtered: false,
+            width,
+            start_block: 512,
+            max_direct: 1024,
+            off_size: 4,
+            len_size: 2,
+            root: 0,
+            root_rows: 4,
+            // log2(1024) - log2(512) + 2
+            max_direct_rows: 3,
+        };
+        // Root indirect block: signature, version, heap address, block offset, then one
+        // address per block: 3 direct rows, then the first indirect row.
+        let entries = 17;
+        let child_entry = entries + 8 * 3 * width as usize;
+        let child = child_entry + 8;
+        let mut bytes = vec![0u8; child + 64];
+        bytes[..4].copy_from_slice(b"FHIB");
+        bytes[child_entry..child_entry + 8].copy_from_slice(&(child as u64).to_le_bytes());
+        bytes[child..child + 4].copy_from_slice(b"FHIB");
+        let raw = Raw::new(Bytes::Owned(bytes), "test.h5".into());
+        // Rows 0, 1 and 2 span 512, 512 and 1024 bytes per block: row 3 starts at 2048 blocks.
+        let offset = 2048 * width + 1;
+        let e = heap
+            .managed(&raw, offset, 1)
+            .expect_err("corrupt")
+            .to_string();
+        assert!(e.contains("indirect block is too small"), "{e}");
+        // An offset past every row the root has is outside the heap.
+        let e = heap
+            .managed(&raw, u64::MAX - 1, 1)
+            .expect_err("outside")
+            .to_string();
+        assert!(e.contains("outside the fractal heap"), "{e}");
     }
 }

@@ -66,9 +66,10 @@ impl Layout {
             },
             2 => {
                 c.u32()?; // element size
-                dims.truncate(rank);
                 Layout::Chunked {
-                    dims,
+                    // Checked like later versions' (rank + 1 dimensions, none 0): a 0 here
+                    // was a division by zero when the chunks were mapped.
+                    dims: chunk_dims(c, dims, rank)?,
                     index: Index::BTreeV1(addr),
                     unfiltered_edges: false,
                 }

@@ -96,7 +96,7 @@ impl Master {
                 }
             }
         }
-        let frames = parts.last().map_or(0, |(f, n, _)| f + n);
+        let frames = parts.last().map_or(0, |(f, n, _)| f.saturating_add(*n));
         let mask = read_mask(&file, shape)?;
         let bit_depth = number(
             &file,
@@ -314,7 +314,8 @@ fn frame_stack(file: &File) -> Result<Vec<(u64, u64, Part)>> {
                 Part::Missing { .. } => per_file.unwrap_or(0),
             };
             parts.push((next, n, part));
-            next += n;
+            // Saturating: a data file that lies about its frame count cannot wrap the numbering.
+            next = next.saturating_add(n);
         }
         return Ok(parts);
     }
@@ -353,7 +354,7 @@ fn read_mask(file: &File, shape: [u64; 2]) -> Result<Option<Vec<u32>>> {
         if size == 4 {
             // The common case (EIGER masks are uint32): read straight into the result.
             let mut mask = Vec::new();
-            let n = (shape[0] * shape[1]) as usize;
+            let n = usize::try_from(shape[0].saturating_mul(shape[1])).unwrap_or(usize::MAX);
             mask.try_reserve_exact(n)
                 .map_err(|_| d.request(format_args!("cannot allocate a mask of {n} pixels")))?;
             mask.resize(n, 0u32);

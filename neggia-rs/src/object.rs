@@ -1,5 +1,7 @@
 //! Object headers (versions 1 and 2) and their messages, continuation blocks followed.
 
+use std::collections::HashSet;
+
 use crate::error::Result;
 use crate::raw::{Cursor, Raw, UNDEF};
 
@@ -22,6 +24,37 @@ const SHARED: u8 = 0x02;
 
 /// Continuation blocks one header may chain; a loop in them is corruption.
 const MAX_CONTINUATIONS: usize = 4096;
+
+/// The continuation blocks of one header read so far.
+#[derive(Default)]
+struct Continuations {
+    seen: HashSet<u64>,
+    bytes: u64,
+}
+
+impl Continuations {
+    /// Why: a continuation back to a block already read is a loop, and blocks that add up to
+    /// more than the file overlap. Without this a loop was followed 4096 times, re-reading (and
+    /// collecting the messages of) the same blocks each time.
+    fn check(&mut self, raw: &Raw, at: u64, len: u64) -> Result<()> {
+        if self.seen.len() >= MAX_CONTINUATIONS {
+            return Err(raw.corrupt("object header has too many continuation blocks"));
+        }
+        if !self.seen.insert(at) {
+            return Err(raw.corrupt(format_args!(
+                "object header continuation block {at:#x} is reached twice (a loop)"
+            )));
+        }
+        self.bytes = self.bytes.saturating_add(len);
+        if self.bytes > raw.data().len() as u64 {
+            return Err(raw.corrupt(format_args!(
+                "object header continuation blocks add up to {} bytes, more than the file",
+                self.bytes
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// One header message: its type and body, borrowed from the file.
 #[derive(Clone, Copy)]
@@ -60,11 +93,10 @@ impl<'a> ObjectHeader<'a> {
             let block = c.bytes(size)?;
             read_v2_messages(raw, block, flags & 0x04 != 0, &mut messages, &mut pending)?;
             let mut next = 0;
+            let mut walked = Continuations::default();
             while let Some(&(at, len)) = pending.get(next) {
                 next += 1;
-                if next > MAX_CONTINUATIONS {
-                    return Err(c.corrupt("too many continuation blocks (a loop?)"));
-                }
+                walked.check(raw, at, len)?;
                 let mut k = raw.at(at, "object header continuation")?;
                 let block = k.bytes(len as usize)?;
                 let mut k = raw.over(block, "object header continuation");
@@ -85,11 +117,10 @@ impl<'a> ObjectHeader<'a> {
             let block = c.bytes(size)?;
             read_v1_messages(raw, block, &mut messages, &mut pending)?;
             let mut next = 0;
+            let mut walked = Continuations::default();
             while let Some(&(at, len)) = pending.get(next) {
                 next += 1;
-                if next > MAX_CONTINUATIONS {
-                    return Err(c.corrupt("too many continuation blocks (a loop?)"));
-                }
+                walked.check(raw, at, len)?;
                 let block = raw.slice(at, len, "object header continuation")?;
                 read_v1_messages(raw, block, &mut messages, &mut pending)?;
             }

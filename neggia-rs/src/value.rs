@@ -72,9 +72,11 @@ pub(crate) fn decode(raw: &Raw, dtype: &Datatype, shape: Vec<u64>, bytes: &[u8])
         Datatype::Enum { base } => base.as_ref(),
         b => b,
     };
-    let count: u64 = shape.iter().product();
+    // Checked: the shape comes from the file, and a product past 2^64 is a lie like any other.
+    let count = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
     let size = base.size();
-    let need = count.checked_mul(size as u64);
+    let need = count.and_then(|n| n.checked_mul(size as u64));
+    let count = count.unwrap_or(u64::MAX);
     if need.is_none_or(|n| n > bytes.len() as u64) {
         return Err(raw.corrupt(format_args!(
             "value of {count} x {size} bytes has only {} bytes",

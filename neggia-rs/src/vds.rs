@@ -6,6 +6,7 @@
 //! printf-style `%b` source names); the other dimensions must each select one contiguous range,
 //! which is what every detector writer does. Sources open lazily, once, without a lock afterwards.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -17,6 +18,45 @@ use crate::heap;
 use crate::raw::{Cursor, Raw};
 
 const UNLIMITED: u64 = u64::MAX;
+
+/// VDS pieces one dataset may have (about 100 bytes each).
+const MAX_PIECES: usize = 1 << 20;
+
+/// How deeply VDS sources may be virtual datasets themselves.
+const MAX_NESTING: u32 = 8;
+
+thread_local! {
+    static NESTING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Why: a VDS can name itself (or a VDS that names it) as its source; opening and reading it
+/// then recursed until the stack overflowed. Each open and read of a VDS holds one level.
+struct Nesting;
+
+impl Nesting {
+    fn enter(raw: &Raw, name: &str) -> Result<Nesting> {
+        let depth = NESTING.with(Cell::get);
+        if depth >= MAX_NESTING {
+            return Err(raw.corrupt(format_args!(
+                "{name}: VDS sources nest more than {MAX_NESTING} deep (a VDS that is its own source?)"
+            )));
+        }
+        NESTING.with(|n| n.set(depth + 1));
+        Ok(Nesting)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+fn past_2_64(raw: &Raw, name: &str, m_idx: usize) -> Error {
+    raw.corrupt(format_args!(
+        "{name}: mapping {m_idx} selects indices past 2^64"
+    ))
+}
 
 /// One dimension of a regular hyperslab: `count` blocks of `block` elements, `stride` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +77,26 @@ impl Dim {
         self.start + (p / self.block) * self.stride + p % self.block
     }
 
-    /// Selected elements left in the block that holds the p-th.
+    /// Selected elements from the p-th on that are consecutive indices: the rest of its block,
+    /// or all the rest when the blocks touch (one piece, not one per block).
     fn run(&self, p: u64) -> u64 {
-        self.block - p % self.block
+        if self.contiguous() {
+            self.len() - p
+        } else {
+            self.block - p % self.block
+        }
+    }
+
+    /// One past the last selected index, if it fits in a u64 (the index arithmetic of the
+    /// mapping is done in u64; a selection that lies past it is refused up front).
+    fn end(&self) -> Option<u64> {
+        if self.len() == 0 {
+            return Some(self.start);
+        }
+        (self.count - 1)
+            .checked_mul(self.stride)?
+            .checked_add(self.block)?
+            .checked_add(self.start)
     }
 
     /// A single contiguous range.
@@ -93,6 +150,7 @@ impl Vds {
         space: &Dataspace,
     ) -> Result<Vds> {
         let raw = file.raw();
+        let _nest = Nesting::enter(raw, name)?;
         let obj = heap::global_object(raw, heap_addr, index)?;
         let mut c = raw.over(obj, "VDS mapping list");
         let version = c.u8()?;
@@ -216,6 +274,9 @@ impl Vds {
                         "{name}: mapping {m_idx} selects a non-contiguous or mismatched range in dimension {d}"
                     )));
                 }
+                if v.end().is_none() || s.end().is_none() {
+                    return Err(past_2_64(raw, name, m_idx));
+                }
                 region.push((v.start, s.start, v.len()));
             }
             let v0 = virt[0];
@@ -243,9 +304,16 @@ impl Vds {
                     )));
                 }
                 let mut k = 0u64;
-                while k < 1_000_000 && self.source_exists(m, k) {
+                while k < MAX_PIECES as u64 && self.source_exists(file, m, k) {
+                    // Block k ends at start + k * stride + block: checked, the numbers are the
+                    // file's.
+                    let v_first = k
+                        .checked_mul(v0.stride)
+                        .and_then(|o| o.checked_add(v0.start))
+                        .filter(|f| f.checked_add(v0.block).is_some())
+                        .ok_or_else(|| past_2_64(raw, name, m_idx))?;
                     self.pieces.push(Piece {
-                        v_first: v0.start + k * v0.stride,
+                        v_first,
                         frames: v0.block,
                         mapping: m_idx,
                         block: k,
@@ -256,7 +324,8 @@ impl Vds {
                 }
                 slots = k as usize;
                 if k > 0 {
-                    let end = v0.start + (k - 1) * v0.stride + v0.block;
+                    let last = &self.pieces[self.pieces.len() - 1];
+                    let end = last.v_first + last.frames;
                     unlimited_end = Some(unlimited_end.unwrap_or(0u64).max(end));
                 }
             } else {
@@ -275,12 +344,15 @@ impl Vds {
                         if d.block == UNLIMITED {
                             d.block = avail.saturating_sub(d.start);
                         } else if d.count == UNLIMITED {
-                            d.count = avail.saturating_sub(d.start).div_ceil(d.stride.max(1));
-                            while d.count > 0
-                                && d.start + (d.count - 1) * d.stride + d.block > avail
+                            // As many whole blocks as end by `avail`. A closed form: counting
+                            // down one at a time took ~2^40 steps for blocks that overlap.
+                            d.count = match avail
+                                .checked_sub(d.start)
+                                .and_then(|r| r.checked_sub(d.block))
                             {
-                                d.count -= 1;
-                            }
+                                Some(r) => r / d.stride.max(1) + 1,
+                                None => 0,
+                            };
                         }
                     };
                     fit(&mut s0, frames);
@@ -293,9 +365,12 @@ impl Vds {
                     let end = if v0.len() == 0 {
                         0
                     } else {
-                        v0.index(v0.len() - 1) + 1
+                        v0.end().ok_or_else(|| past_2_64(raw, name, m_idx))?
                     };
                     unlimited_end = Some(unlimited_end.unwrap_or(0u64).max(end));
+                }
+                if v0.end().is_none() || s0.end().is_none() {
+                    return Err(past_2_64(raw, name, m_idx));
                 }
                 let total = v0.len();
                 if frame_dims == 1 && total != s0.len() {
@@ -320,9 +395,12 @@ impl Vds {
                         region: region.clone(),
                     });
                     p += run;
-                    if self.pieces.len() > 50_000_000 {
-                        return Err(raw
-                            .unsupported(format_args!("{name}: more than 50 million VDS pieces")));
+                    if self.pieces.len() > MAX_PIECES {
+                        // Why: each piece costs about 100 bytes; a selection of billions of
+                        // strided blocks must fail here, not exhaust memory.
+                        return Err(raw.unsupported(format_args!(
+                            "{name}: more than {MAX_PIECES} VDS pieces"
+                        )));
                     }
                 }
             }
@@ -385,9 +463,11 @@ impl Vds {
         Some(self.dir.join(p))
     }
 
-    fn source_exists(&self, m: &Mapping, block: u64) -> bool {
+    fn source_exists(&self, file: &File, m: &Mapping, block: u64) -> bool {
         match self.source_path(m, block) {
-            None => true,
+            // The same file always exists: whether its dataset does decides (otherwise a
+            // printf mapping into the same file found a million sources).
+            None => file.exists(&substitute(&m.dataset, block)),
             Some(p) => p.exists(),
         }
     }
@@ -431,6 +511,7 @@ impl Vds {
         count: &[u64],
         out: &mut [u8],
     ) -> Result<()> {
+        let _nest = Nesting::enter(vd.file().raw(), vd.name())?;
         let elem = vd.dtype().size();
         let rank = start.len();
         let (f0, f1) = (start[0], start[0] + count[0]);
