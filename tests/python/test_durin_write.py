@@ -263,3 +263,26 @@ def test_nxmx_reads_the_geometry(written):
         axes = nxmx.get_rotation_axes(scan)
         assert axes.is_scan_axis.tolist() == [True]
         assert entry.data[0].path == "/entry/data"
+
+
+def test_dxtbx_understands_it(written):
+    """dxtbx (when it imports: it is not installable from PyPI, so run this in a DIALS
+    environment) makes one experiment with the beam, detector and scan written."""
+    pytest.importorskip("dxtbx", reason="dxtbx is not installable from PyPI: run in a DIALS env")
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    out, _, _, _ = written
+    expts = ExperimentListFactory.from_filenames([str(out / "x_master.h5")])
+    assert len(expts) == 1
+    e = expts[0]
+    assert e.beam.get_wavelength() == pytest.approx(0.9795)
+    [panel] = list(e.detector)
+    assert panel.get_image_size() == (NX, NY)
+    assert panel.get_pixel_size() == pytest.approx((0.075, 0.075))
+    assert panel.get_distance() == pytest.approx(150.0)
+    # The beam meets the detector at the beam centre (mm from the first pixel's corner).
+    assert panel.get_beam_centre(e.beam.get_s0()) == pytest.approx((NX / 2 * 0.075, NY / 2 * 0.075))
+    assert e.scan.get_image_range() == (1, FRAMES)
+    assert e.scan.get_oscillation() == pytest.approx((0.0, 0.1))
+    assert e.goniometer is not None
+    assert e.imageset.get_raw_data(0)[0].all()[0] == NY
