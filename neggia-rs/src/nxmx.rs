@@ -16,6 +16,9 @@ use crate::group::Link;
 
 const DETECTOR: &str = "/entry/instrument/detector";
 
+/// No detector has a billion pixels; a mask shape beyond this is a lie, refused before allocating.
+const MAX_MASK_PIXELS: u64 = 1 << 30;
+
 /// One part of the frame stack: a dataset, or a data file that could not be opened.
 enum Part {
     Data(Dataset),
@@ -353,11 +356,13 @@ fn read_mask(file: &File, shape: [u64; 2]) -> Result<Option<Vec<u32>>> {
         };
         if size == 4 {
             // The common case (EIGER masks are uint32): read straight into the result.
-            let mut mask = Vec::new();
-            let n = usize::try_from(shape[0].saturating_mul(shape[1])).unwrap_or(usize::MAX);
-            mask.try_reserve_exact(n)
-                .map_err(|_| d.request(format_args!("cannot allocate a mask of {n} pixels")))?;
-            mask.resize(n, 0u32);
+            let n = shape[0].saturating_mul(shape[1]);
+            if n > MAX_MASK_PIXELS {
+                return Err(d.request(format_args!("a pixel mask of {n} pixels")));
+            }
+            // Zeroed by the allocator (fresh pages), not by a pass of ours: first-touching 64 MB
+            // is most of the cost of opening a 16M master.
+            let mut mask = vec![0u32; n as usize];
             d.read_box(&[0, 0], &shape, bytemuck::cast_slice_mut(&mut mask))?;
             d.to_native(bytemuck::cast_slice_mut(&mut mask));
             return Ok(Some(mask));
