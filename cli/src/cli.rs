@@ -22,7 +22,7 @@ enum Command {
     /// Encode or decode single HDF5 chunks (raw little-endian elements <-> filter bytes).
     #[command(subcommand)]
     Chunk(ChunkCommand),
-    /// Measure the codecs on simulated EIGER2 frames.
+    /// Measure the codecs on simulated EIGER2 frames, or reading a master file.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Simulate frames, round-trip them through every codec and print sizes and speeds.
@@ -69,6 +69,34 @@ pub enum BenchCommand {
         #[arg(long)]
         quick: bool,
     },
+    /// Open a master file and read every frame through neggia-rs (pure Rust, no libhdf5), on one
+    /// thread and on several.
+    Read(BenchReadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchReadArgs {
+    /// The master file (`*_master.h5`, `.nxs`, or the `name_??????.h5` template).
+    #[arg(long)]
+    pub master: PathBuf,
+    /// Threads of the parallel pass; each has its own buffer and takes the next unread frame.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed passes over every frame after one warm-up pass; the best counts.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Timed opens of the master (pixel mask included) after one untimed; the best counts.
+    #[arg(long, default_value_t = 5)]
+    pub opens: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Measure nothing: write these frames (0-based, repeatable) to --dump-out as raw
+    /// little-endian pixels, one after another.
+    #[arg(long = "dump-frame", requires = "dump_out")]
+    pub dump_frames: Vec<u64>,
+    #[arg(long, requires = "dump_frames")]
+    pub dump_out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +178,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
         Command::Chunk(cmd) => crate::chunk::run(cmd),
         Command::Bench(BenchCommand::Codecs(args)) => crate::bench::codecs(&args),
         Command::Bench(BenchCommand::Frames { out, quick }) => crate::bench::frames(&out, quick),
+        Command::Bench(BenchCommand::Read(args)) => crate::bench_read::read(&args),
         Command::Demo(args) => crate::bench::demo(&args),
         Command::Spots(args) => crate::spots::spots(&args),
         Command::Simulate(args) => crate::simulate::simulate(&args),

@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod bench_read;
 mod chunk;
 mod cli;
 mod convert;

@@ -41,7 +41,10 @@ tasks:
   bench peaks [--quick]  the peak finders against the simulator's truth (recall, precision)
                          and their speed, one thread, with ratios to the issue's references
   bench filters [--quick] h5py reading and writing through hdf5plugin and through our
-                         plugins, separate processes, one thread, with ratios";
+                         plugins, separate processes, one thread, with ratios
+  bench read [--quick]   neggia-rs (pure Rust) against h5py + hdf5plugin: open a VDS and a
+                         links master over the same data files, read every 16M frame (one
+                         thread, and neggia-rs on two), with ratios; files in target/bench-read";
 
 fn main() -> ExitCode {
     match run() {
@@ -78,6 +81,7 @@ fn run() -> Result<()> {
             Some("filters") => bench::filters(flag("--quick")),
             Some("peaks") => bench_peaks::peaks(flag("--quick")),
             Some("write") => bench_write::write(flag("--quick")),
+            Some("read") => bench::read(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
         },
         None | Some("help" | "--help" | "-h") => {
