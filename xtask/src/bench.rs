@@ -52,17 +52,30 @@ pub fn demo() -> Result<()> {
             .arg("--out")
             .arg(dir.join("files")),
     )?;
-    // Peak search on simulated frames, one of them drawn with its peaks circled.
-    let mut spots = Command::new(root().join("target/release/hdrmx"));
-    spots.args([
-        "spots",
-        "--simulate",
-        "eiger2-4m",
-        "--frames",
-        "0..4",
-        "--png",
-    ]);
-    run_cmd(spots.arg(dir.join("spots.png")))
+    // A gold-standard NXmx dataset written by durin-rs (VDS master over data files of 10
+    // frames), read back by neggia-rs, then searched for peaks with one frame drawn.
+    let hdrmx = || Command::new(root().join("target/release/hdrmx"));
+    let nxmx = dir.join("nxmx");
+    let _ = std::fs::remove_dir_all(&nxmx);
+    run_cmd(
+        hdrmx()
+            .args(["simulate", "--detector", "eiger2-4m", "--frames", "20"])
+            .args(["--frames-per-file", "10", "--name", "demo", "--out"])
+            .arg(&nxmx),
+    )?;
+    let master = nxmx.join("demo_master.h5");
+    run_cmd(
+        hdrmx()
+            .args(["bench", "read", "--passes", "1", "--opens", "1", "--master"])
+            .arg(&master),
+    )?;
+    run_cmd(
+        hdrmx()
+            .arg("spots")
+            .arg(&master)
+            .args(["--frames", "0..4", "--png"])
+            .arg(dir.join("spots.png")),
+    )
 }
 
 pub fn filters(quick: bool) -> Result<()> {
