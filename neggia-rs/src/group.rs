@@ -211,6 +211,14 @@ fn attribute_message(raw: &Raw, body: &[u8]) -> Result<Attribute> {
     )?;
     let space = Dataspace::parse(&mut raw.over(ds_bytes, "attribute dataspace"))?;
     let data = c.rest();
-    let value = value::decode(raw, &dtype, space.dims.clone(), data)?;
+    let value = if space.null {
+        // An empty attribute (h5py.Empty): it has a type but no value.
+        Value {
+            shape: Vec::new(),
+            data: crate::value::Values::Unsupported("no value (null dataspace)".into()),
+        }
+    } else {
+        value::decode(raw, &dtype, space.dims.clone(), data)?
+    };
     Ok(Attribute { name, dtype, value })
 }
