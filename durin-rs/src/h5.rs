@@ -189,6 +189,24 @@ pub fn space(dims: &[u64], max: Option<&[u64]>) -> Result<Handle> {
     Handle::new(id, H5Sclose, || format!("dataspace {dims:?}"))
 }
 
+/// Selects the box `start .. start + count` of a dataspace (a block of one hyperslab).
+pub fn select(space: &Handle, start: &[u64], count: &[u64], what: &str) -> Result<()> {
+    assert_eq!(start.len(), count.len());
+    // SAFETY: a dataspace of ours; both arrays hold the same number of values, which the caller
+    // matches to the space's rank (HDF5 checks the box against the extent).
+    let ret = unsafe {
+        H5Sselect_hyperslab(
+            space.id,
+            H5S_seloper_t::H5S_SELECT_SET,
+            start.as_ptr(),
+            std::ptr::null(),
+            count.as_ptr(),
+            std::ptr::null(),
+        )
+    };
+    check(ret, || what.to_string())
+}
+
 fn string_type(len: usize) -> Result<Handle> {
     // SAFETY: H5T_C_S1 is valid after H5open (lock() ran it).
     let t = Handle::new(unsafe { H5Tcopy(*H5T_C_S1) }, H5Tclose, || {
@@ -401,28 +419,8 @@ pub fn virtual_dataset(
             let start = [m.start, 0, 0];
             let count = [m.count, dims[1], dims[2]];
             let source_start = [m.source_start, 0, 0];
-            check(
-                H5Sselect_hyperslab(
-                    src.id,
-                    H5S_seloper_t::H5S_SELECT_SET,
-                    source_start.as_ptr(),
-                    std::ptr::null(),
-                    count.as_ptr(),
-                    std::ptr::null(),
-                ),
-                || "VDS source selection".into(),
-            )?;
-            check(
-                H5Sselect_hyperslab(
-                    vspace.id,
-                    H5S_seloper_t::H5S_SELECT_SET,
-                    start.as_ptr(),
-                    std::ptr::null(),
-                    count.as_ptr(),
-                    std::ptr::null(),
-                ),
-                || "VDS selection".into(),
-            )?;
+            select(&src, &source_start, &count, "VDS source selection")?;
+            select(&vspace, &start, &count, "VDS selection")?;
             let (f, p) = (cstr(m.file)?, cstr(m.path)?);
             check(
                 H5Pset_virtual(dcpl.id, vspace.id, f.as_ptr(), p.as_ptr(), src.id),

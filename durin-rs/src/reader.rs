@@ -19,10 +19,7 @@ use hdf5_sys::h5p::{
     H5Pget_virtual_dsetname, H5Pget_virtual_filename, H5Pget_virtual_srcspace,
     H5Pget_virtual_vspace, H5P_DEFAULT,
 };
-use hdf5_sys::h5s::{
-    H5S_seloper_t, H5Sget_select_bounds, H5Sget_select_npoints, H5Sget_simple_extent_dims,
-    H5Sselect_hyperslab,
-};
+use hdf5_sys::h5s::{H5Sget_select_bounds, H5Sget_select_npoints, H5Sget_simple_extent_dims};
 use hdf5_sys::h5t::{
     H5T_class_t, H5T_direction_t, H5T_sign_t, H5Tget_class, H5Tget_native_type, H5Tget_sign,
     H5Tget_size,
@@ -616,17 +613,7 @@ impl Reader {
                 "dataspace".into()
             })?;
             let (start, count) = ([j, 0, 0], [1, ny, nx]);
-            h5::check(
-                H5Sselect_hyperslab(
-                    fs.id(),
-                    H5S_seloper_t::H5S_SELECT_SET,
-                    start.as_ptr(),
-                    std::ptr::null(),
-                    count.as_ptr(),
-                    std::ptr::null(),
-                ),
-                || "frame selection".into(),
-            )?;
+            h5::select(&fs, &start, &count, "frame selection")?;
             let ms = h5::space(&count, None)?;
             h5::check(
                 H5Dread(

@@ -449,61 +449,43 @@ impl Dataset {
         }
         let elem = self.0.dtype.size();
         let raw = self.0.file.raw();
-        match &self.0.layout {
-            Layout::Compact(data) => {
-                let need = self.byte_len(shape)?;
-                if data.len() < need {
-                    return Err(raw.corrupt(format_args!(
-                        "{}: compact data has {} bytes, the dataset {need}",
-                        self.0.name,
-                        data.len()
-                    )));
-                }
-                copy_box(
-                    data,
-                    shape,
-                    start,
-                    out,
-                    count,
-                    &vec![0; count.len()],
-                    count,
-                    elem,
-                );
+        // Compact and contiguous data are one row-major array: the box is copied out of it.
+        let whole: &[u8] = match &self.0.layout {
+            Layout::Compact(data) => data,
+            Layout::Contiguous { addr, .. } if *addr == UNDEF => {
+                fill(out, &self.0.fill);
+                return Ok(());
             }
             Layout::Contiguous { addr, size } => {
-                if *addr == UNDEF {
-                    fill(out, &self.0.fill);
-                } else {
-                    let need = self.byte_len(shape)? as u64;
-                    if *size < need {
-                        return Err(raw.corrupt(format_args!(
-                            "{}: contiguous data of {size} bytes, the dataset needs {need}",
-                            self.0.name
-                        )));
-                    }
-                    let data = raw.slice(*addr, need, "contiguous data")?;
-                    copy_box(
-                        data,
-                        shape,
-                        start,
-                        out,
-                        count,
-                        &vec![0; count.len()],
-                        count,
-                        elem,
-                    );
+                let need = self.byte_len(shape)? as u64;
+                if *size < need {
+                    return Err(raw.corrupt(format_args!(
+                        "{}: contiguous data of {size} bytes, the dataset needs {need}",
+                        self.0.name
+                    )));
                 }
+                raw.slice(*addr, need, "contiguous data")?
             }
             Layout::Chunked {
                 dims,
                 unfiltered_edges,
                 ..
-            } => self.read_chunked(dims, *unfiltered_edges, start, count, out)?,
+            } => return self.read_chunked(dims, *unfiltered_edges, start, count, out),
             Layout::Virtual { .. } => {
                 let vds = self.0.vds.as_ref().expect("virtual layout has a mapping");
-                vds.read_box(self, start, count, out)?
+                return vds.read_box(self, start, count, out);
             }
+        };
+        let need = self.byte_len(shape)?;
+        if whole.len() < need {
+            return Err(raw.corrupt(format_args!(
+                "{}: stored data has {} bytes, the dataset {need}",
+                self.0.name,
+                whole.len()
+            )));
         }
+        let origin = vec![0; count.len()];
+        copy_box(whole, shape, start, out, count, &origin, count, elem);
         Ok(())
     }
 
