@@ -6,4 +6,5 @@
 pub mod codec;
 pub mod frame;
 pub mod peaks;
+pub mod reduce;
 pub mod sim;
