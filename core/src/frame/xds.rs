@@ -225,8 +225,9 @@ fn in_place<T: Pixel32>(buf: &mut [i32], saturated: i32) {
     }
 }
 
+/// Whether to run the AVX2 twins: the CPU has it and `HDRMX_SIMD` allows it.
 #[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
+pub(crate) fn avx2() -> bool {
     use crate::codec::transpose::Kernel;
     Kernel::best() >= Kernel::Avx2 && Kernel::Avx2.is_available()
 }
