@@ -12,11 +12,13 @@ mod error;
 mod lz4_block;
 mod scratch;
 
+pub mod binning;
 pub mod bitshuffle;
 pub mod lz4;
 pub mod transpose;
 pub mod zstd;
 
+pub use binning::Binning;
 pub use bitshuffle::{Bitshuffle, Compression};
 pub use error::CodecError;
 pub use lz4::Lz4;
@@ -28,6 +30,7 @@ pub enum Codec {
     Bitshuffle(Bitshuffle),
     Lz4(Lz4),
     Zstd(Zstd),
+    Binning(Binning),
 }
 
 impl Codec {
@@ -43,6 +46,9 @@ impl Codec {
             }
             lz4::FILTER_ID => Lz4::from_cd_values(cd_values).map(Codec::Lz4),
             zstd::FILTER_ID => Ok(Codec::Zstd(Zstd::from_cd_values(cd_values))),
+            binning::FILTER_ID => {
+                Binning::from_cd_values(cd_values, elem_size).map(Codec::Binning)
+            }
             other => Err(CodecError::UnsupportedFilter(other)),
         }
     }
@@ -53,6 +59,7 @@ impl Codec {
             Codec::Bitshuffle(_) => "bitshuffle",
             Codec::Lz4(_) => "lz4",
             Codec::Zstd(_) => "zstd",
+            Codec::Binning(_) => "binning",
         }
     }
 
@@ -63,6 +70,7 @@ impl Codec {
             Codec::Bitshuffle(c) => c.decoded_len(chunk).map(Some),
             Codec::Lz4(c) => c.decoded_len(chunk).map(Some),
             Codec::Zstd(c) => Ok(c.decoded_len(chunk)),
+            Codec::Binning(c) => c.decoded_len(chunk).map(Some),
         }
     }
 
@@ -71,6 +79,7 @@ impl Codec {
             Codec::Bitshuffle(_) => bitshuffle::FILTER_ID,
             Codec::Lz4(_) => lz4::FILTER_ID,
             Codec::Zstd(_) => zstd::FILTER_ID,
+            Codec::Binning(_) => binning::FILTER_ID,
         }
     }
 
@@ -80,6 +89,7 @@ impl Codec {
             Codec::Bitshuffle(c) => c.cd_values(),
             Codec::Lz4(c) => c.cd_values(),
             Codec::Zstd(c) => c.cd_values(),
+            Codec::Binning(c) => c.cd_values(),
         }
     }
 
@@ -89,6 +99,7 @@ impl Codec {
             Codec::Bitshuffle(c) => c.decode(chunk, out),
             Codec::Lz4(c) => c.decode(chunk, out),
             Codec::Zstd(c) => c.decode(chunk, out),
+            Codec::Binning(c) => c.decode(chunk, out),
         }
     }
 
@@ -117,6 +128,7 @@ impl Codec {
             Codec::Bitshuffle(c) => c.max_encoded_len(len),
             Codec::Lz4(c) => c.max_encoded_len(len),
             Codec::Zstd(c) => c.max_encoded_len(len),
+            Codec::Binning(c) => c.max_encoded_len(len),
         }
     }
 
@@ -126,6 +138,7 @@ impl Codec {
             Codec::Bitshuffle(c) => c.encode_into(src, dst),
             Codec::Lz4(c) => c.encode_into(src, dst),
             Codec::Zstd(c) => c.encode_into(src, dst),
+            Codec::Binning(c) => c.encode_into(src, dst),
         }
     }
 
