@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use durin::{Layout, Metadata, Writer, WriterOptions};
-use hdrmx_core::codec::{Bitshuffle, Codec, Compression, Lz4};
 use indicatif::{ProgressBar, ProgressStyle};
 use neggia::nxmx::Master;
 use neggia::Datatype;
@@ -29,7 +28,7 @@ pub struct ConvertArgs {
 }
 
 /// `DIR/NAME_master.h5` -> (DIR, NAME).
-fn output_name(path: &Path) -> Result<(PathBuf, String)> {
+pub(crate) fn output_name(path: &Path) -> Result<(PathBuf, String)> {
     let file = path
         .file_name()
         .and_then(|f| f.to_str())
@@ -96,7 +95,8 @@ fn text(m: &Master, path: &str) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-fn metadata(m: &Master, elem_size: usize) -> Metadata {
+/// The input's NXmx metadata, as far as it has it (plausible EIGER2 values for what it lacks).
+pub(crate) fn metadata(m: &Master, elem_size: usize) -> Metadata {
     const DET: &str = "/entry/instrument/detector";
     let [ny, nx] = m.shape();
     let d = |name: &str| format!("{DET}/{name}");
@@ -173,13 +173,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         ),
     };
     let (dir, name) = output_name(&args.output)?;
-    let codec = match args.codec {
-        SimCodec::Bslz4 => Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Lz4)?),
-        SimCodec::Bszstd => {
-            Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Zstd { level: 3 })?)
-        }
-        SimCodec::Lz4 => Codec::Lz4(Lz4::new(0)?),
-    };
+    let codec = args.codec.codec(elem_size)?;
     let opts = WriterOptions {
         frames_per_file: args.frames_per_file,
         layout: if args.links {

@@ -19,6 +19,19 @@ pub enum SimCodec {
     Lz4,
 }
 
+impl SimCodec {
+    /// The codec for pixels of `elem_size` bytes (zstd at level 3).
+    pub fn codec(self, elem_size: usize) -> Result<Codec> {
+        Ok(match self {
+            SimCodec::Bslz4 => Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Lz4)?),
+            SimCodec::Bszstd => {
+                Codec::Bitshuffle(Bitshuffle::new(elem_size, Compression::Zstd { level: 3 })?)
+            }
+            SimCodec::Lz4 => Codec::Lz4(Lz4::new(0)?),
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimPixel {
     Uint16,
@@ -98,14 +111,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<()> {
         SimPixel::Uint16 => PixelType::U16,
         SimPixel::Uint32 => PixelType::U32,
     };
-    let codec = match args.codec {
-        SimCodec::Bslz4 => Codec::Bitshuffle(Bitshuffle::new(pixel.size(), Compression::Lz4)?),
-        SimCodec::Bszstd => Codec::Bitshuffle(Bitshuffle::new(
-            pixel.size(),
-            Compression::Zstd { level: 3 },
-        )?),
-        SimCodec::Lz4 => Codec::Lz4(Lz4::new(0)?),
-    };
+    let codec = args.codec.codec(pixel.size())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut spec = FrameSpec::new(detector, pixel, args.background, args.spots, args.seed);
