@@ -121,6 +121,8 @@ pub fn build_release() -> Result<()> {
         "-p",
         "hdrmx-h5zstd",
         "-p",
+        "hdrmx-h5binning",
+        "-p",
         "hdrmx-xds",
         "-p",
         "hdrmx-xds-host",

@@ -356,7 +356,9 @@ impl Binning {
         let (bx, by) = self.bins_shape();
         let sum_bytes = h.frames * bx * by * self.sum_size();
         let sums_codec = self.sums_codec();
-        let declared = sums_codec.decoded_len(h.sums)?;
+        // The sums' own errors, named as ours: the user asked for a binning filter.
+        let inner = |e: CodecError| corrupt(format!("bin sums: {e}"));
+        let declared = sums_codec.decoded_len(h.sums).map_err(inner)?;
         if declared != sum_bytes as u64 {
             return Err(corrupt(format!(
                 "bin sums claim {declared} bytes, {} frames of {bx} x {by} bins need {sum_bytes}",
@@ -364,7 +366,7 @@ impl Binning {
             )));
         }
         let mut sums = vec![0u8; sum_bytes];
-        sums_codec.decode(h.sums, &mut sums)?;
+        sums_codec.decode(h.sums, &mut sums).map_err(inner)?;
         match self.elem_size {
             1 => self.spread::<u8>(&runs, &sums, out),
             2 => self.spread::<u16>(&runs, &sums, out),

@@ -40,6 +40,8 @@ pub struct Hdf5 {
     tget_size: unsafe extern "C" fn(hid_t) -> usize,
     tget_class: unsafe extern "C" fn(hid_t) -> c_int,
     tis_variable_str: unsafe extern "C" fn(hid_t) -> c_int,
+    tget_sign: unsafe extern "C" fn(hid_t) -> c_int,
+    get_chunk: unsafe extern "C" fn(hid_t, c_int, *mut u64) -> c_int,
     allocate: unsafe extern "C" fn(usize, bool) -> *mut c_void,
     free: unsafe extern "C" fn(*mut c_void) -> herr_t,
     push: PushFn,
@@ -97,6 +99,8 @@ impl Hdf5 {
                 tget_size: sym(&library, &name, "H5Tget_size")?,
                 tget_class: sym(&library, &name, "H5Tget_class")?,
                 tis_variable_str: sym(&library, &name, "H5Tis_variable_str")?,
+                tget_sign: sym(&library, &name, "H5Tget_sign")?,
+                get_chunk: sym(&library, &name, "H5Pget_chunk")?,
                 allocate: sym(&library, &name, "H5allocate_memory")?,
                 free: sym(&library, &name, "H5free_memory")?,
                 push: sym(&library, &name, "H5Epush2")?,
@@ -190,6 +194,26 @@ impl Hdf5 {
     pub fn is_variable_string(&self, dtype: hid_t) -> bool {
         // SAFETY: as above.
         unsafe { (self.tis_variable_str)(dtype) > 0 }
+    }
+
+    /// Whether a datatype is an unsigned integer (`H5T_INTEGER` with `H5T_SGN_NONE`).
+    pub fn is_unsigned_integer(&self, dtype: hid_t) -> bool {
+        const H5T_INTEGER: c_int = 0;
+        const H5T_SGN_NONE: c_int = 0;
+        // SAFETY: plain HDF5 call on an id HDF5 gave us.
+        self.type_class(dtype) == H5T_INTEGER && unsafe { (self.tget_sign)(dtype) } == H5T_SGN_NONE
+    }
+
+    /// The chunk dimensions of a dataset creation property list (slowest first).
+    pub fn chunk_dims(&self, dcpl: hid_t) -> Result<Vec<u64>, String> {
+        // HDF5's H5S_MAX_RANK.
+        let mut dims = [0u64; 32];
+        // SAFETY: `dims` has room for the most dimensions HDF5 allows, which we pass as the max.
+        let rank = unsafe { (self.get_chunk)(dcpl, dims.len() as c_int, dims.as_mut_ptr()) };
+        if rank < 0 {
+            return Err("cannot read the chunk dimensions (is the dataset chunked?)".into());
+        }
+        Ok(dims[..(rank as usize).min(dims.len())].to_vec())
     }
 
     /// `len` zeroed bytes from HDF5's allocator, which is what frees filter buffers.
