@@ -75,6 +75,7 @@ impl<'a> DecodeInput<'a> {
             Codec::Bitshuffle(b) => b.decoded_len(chunk).ok(),
             Codec::Lz4(l) => l.decoded_len(chunk).ok(),
             Codec::Zstd(z) => z.decoded_len(chunk),
+            other => other.decoded_len(chunk).ok().flatten(),
         };
         let out_len = match from_header {
             Some(len) if flags & 4 != 0 && len <= MAX_OUT as u64 => len as usize,

@@ -14,6 +14,7 @@ mod scratch;
 
 pub mod binning;
 pub mod bitshuffle;
+pub mod lossy;
 pub mod lz4;
 pub mod transpose;
 pub mod zstd;
@@ -21,6 +22,7 @@ pub mod zstd;
 pub use binning::Binning;
 pub use bitshuffle::{Bitshuffle, Compression};
 pub use error::CodecError;
+pub use lossy::Lossy;
 pub use lz4::Lz4;
 pub use zstd::Zstd;
 
@@ -31,6 +33,7 @@ pub enum Codec {
     Lz4(Lz4),
     Zstd(Zstd),
     Binning(Binning),
+    Lossy(Lossy),
 }
 
 impl Codec {
@@ -49,6 +52,7 @@ impl Codec {
             binning::FILTER_ID => {
                 Binning::from_cd_values(cd_values, elem_size).map(Codec::Binning)
             }
+            lossy::FILTER_ID => Lossy::from_cd_values(cd_values, elem_size).map(Codec::Lossy),
             other => Err(CodecError::UnsupportedFilter(other)),
         }
     }
@@ -60,6 +64,7 @@ impl Codec {
             Codec::Lz4(_) => "lz4",
             Codec::Zstd(_) => "zstd",
             Codec::Binning(_) => "binning",
+            Codec::Lossy(_) => "lossy",
         }
     }
 
@@ -71,6 +76,7 @@ impl Codec {
             Codec::Lz4(c) => c.decoded_len(chunk).map(Some),
             Codec::Zstd(c) => Ok(c.decoded_len(chunk)),
             Codec::Binning(c) => c.decoded_len(chunk).map(Some),
+            Codec::Lossy(c) => c.decoded_len(chunk).map(Some),
         }
     }
 
@@ -80,6 +86,7 @@ impl Codec {
             Codec::Lz4(_) => lz4::FILTER_ID,
             Codec::Zstd(_) => zstd::FILTER_ID,
             Codec::Binning(_) => binning::FILTER_ID,
+            Codec::Lossy(_) => lossy::FILTER_ID,
         }
     }
 
@@ -90,6 +97,7 @@ impl Codec {
             Codec::Lz4(c) => c.cd_values(),
             Codec::Zstd(c) => c.cd_values(),
             Codec::Binning(c) => c.cd_values(),
+            Codec::Lossy(c) => c.cd_values(),
         }
     }
 
@@ -100,6 +108,7 @@ impl Codec {
             Codec::Lz4(c) => c.decode(chunk, out),
             Codec::Zstd(c) => c.decode(chunk, out),
             Codec::Binning(c) => c.decode(chunk, out),
+            Codec::Lossy(c) => c.decode(chunk, out),
         }
     }
 
@@ -129,6 +138,7 @@ impl Codec {
             Codec::Lz4(c) => c.max_encoded_len(len),
             Codec::Zstd(c) => c.max_encoded_len(len),
             Codec::Binning(c) => c.max_encoded_len(len),
+            Codec::Lossy(c) => c.max_encoded_len(len),
         }
     }
 
@@ -139,6 +149,7 @@ impl Codec {
             Codec::Lz4(c) => c.encode_into(src, dst),
             Codec::Zstd(c) => c.encode_into(src, dst),
             Codec::Binning(c) => c.encode_into(src, dst),
+            Codec::Lossy(c) => c.encode_into(src, dst),
         }
     }
 
