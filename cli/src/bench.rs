@@ -55,7 +55,7 @@ fn all_codecs(elem_size: usize) -> Result<Vec<(&'static str, Codec)>> {
 }
 
 /// Median seconds per call of `f`, over at least 3 calls and about `seconds` in all.
-fn median_seconds(seconds: f64, mut f: impl FnMut()) -> f64 {
+pub(crate) fn median_seconds(seconds: f64, mut f: impl FnMut()) -> f64 {
     let start = Instant::now();
     let mut times = Vec::new();
     while times.len() < 3 || (start.elapsed().as_secs_f64() < seconds && times.len() < 10_000) {

@@ -72,6 +72,22 @@ pub enum BenchCommand {
     /// Open a master file and read every frame through neggia-rs (pure Rust, no libhdf5), on one
     /// thread and on several.
     Read(BenchReadArgs),
+    /// What binning and lossy compression buy on simulated uint32 frames: sizes, speeds,
+    /// binning time against a memory-bandwidth reference, spot-intensity bias.
+    Reduce(BenchReduceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchReduceArgs {
+    /// Only the 4M frame.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seconds to spend on each measurement (at least 3 runs).
+    #[arg(long, default_value_t = 0.5)]
+    pub seconds: f64,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +195,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
         Command::Bench(BenchCommand::Codecs(args)) => crate::bench::codecs(&args),
         Command::Bench(BenchCommand::Frames { out, quick }) => crate::bench::frames(&out, quick),
         Command::Bench(BenchCommand::Read(args)) => crate::bench_read::read(&args),
+        Command::Bench(BenchCommand::Reduce(args)) => crate::bench_reduce::reduce(&args),
         Command::Demo(args) => crate::bench::demo(&args),
         Command::Spots(args) => crate::spots::spots(&args),
         Command::Simulate(args) => crate::simulate::simulate(&args),

@@ -12,6 +12,7 @@ macro_rules! outln {
 
 mod bench;
 mod bench_read;
+mod bench_reduce;
 mod chunk;
 mod cli;
 mod convert;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench;
 mod bench_peaks;
+mod bench_reduce;
 mod bench_write;
 mod bench_xds;
 mod bootstrap;
@@ -44,7 +45,10 @@ tasks:
                          plugins, separate processes, one thread, with ratios
   bench read [--quick]   neggia-rs (pure Rust) against h5py + hdf5plugin: open a VDS and a
                          links master over the same data files, read every 16M frame (one
-                         thread, and neggia-rs on two), with ratios; files in target/bench-read";
+                         thread, and neggia-rs on two), with ratios; files in target/bench-read
+  bench reduce [--quick] bslz4, bszstd, the mask remap, the lossy filter and binning on 4M
+                         and 16M uint32 frames: ratios to raw and bslz4, MB/s, binning ms
+                         beside a memory-bandwidth pass, spot-intensity bias at each q";
 
 fn main() -> ExitCode {
     match run() {
@@ -82,6 +86,7 @@ fn run() -> Result<()> {
             Some("peaks") => bench_peaks::peaks(flag("--quick")),
             Some("write") => bench_write::write(flag("--quick")),
             Some("read") => bench::read(flag("--quick")),
+            Some("reduce") => bench_reduce::reduce(flag("--quick")),
             _ => bail!("bench what?\n\n{USAGE}"),
         },
         None | Some("help" | "--help" | "-h") => {
