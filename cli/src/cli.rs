@@ -34,6 +34,16 @@ enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Re-chunk and recompress a dataset (one frame per chunk) into a new master + data files.
     Convert(crate::convert::ConvertArgs),
+    /// Bin N x N pixels into one (uint32 sums, mask-aware) and write the binned dataset with
+    /// its geometry (pixel size x N, beam centre / N).
+    Bin(crate::reduce::BinArgs),
+    /// Sum every K consecutive frames into one (uint32) and write the summed dataset (count
+    /// time and omega step x K).
+    Sum(crate::reduce::SumArgs),
+    /// Cut a rectangle out of every frame and write it with its geometry (beam centre moved).
+    Roi(crate::reduce::RoiArgs),
+    /// Recompress a dataset with the noise-bounded lossy filter (311); q=0 is lossless.
+    Compress(crate::reduce::CompressArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +210,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Resul
         Command::Spots(args) => crate::spots::spots(&args),
         Command::Simulate(args) => crate::simulate::simulate(&args),
         Command::Convert(args) => crate::convert::convert(&args),
+        Command::Bin(args) => crate::reduce::bin(&args),
+        Command::Sum(args) => crate::reduce::sum(&args),
+        Command::Roi(args) => crate::reduce::roi(&args),
+        Command::Compress(args) => crate::reduce::compress(&args),
     }
 }
 

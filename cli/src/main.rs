@@ -16,6 +16,7 @@ mod bench_reduce;
 mod chunk;
 mod cli;
 mod convert;
+mod reduce;
 mod simulate;
 mod spots;
 
