@@ -36,7 +36,7 @@ fn plugins_and_frames(name: &str, quick: bool) -> Result<(PathBuf, PathBuf, Path
 }
 
 /// `cargo xtask demo`: the codecs on simulated frames, then the plugins through h5py, then the
-/// peak finders.
+/// peak finders, then the reduction commands (sizes before and after).
 pub fn demo() -> Result<()> {
     bootstrap::python()?;
     build_release()?;
@@ -75,7 +75,61 @@ pub fn demo() -> Result<()> {
             .arg(&master)
             .args(["--frames", "0..4", "--png"])
             .arg(dir.join("spots.png")),
-    )
+    )?;
+    // The same dataset reduced: binned 2 x 2, and recompressed with the lossy filter at q = 1
+    // (and q = 0, lossless), each a new NXmx dataset; sizes of master + data files.
+    let reduced = dir.join("reduced");
+    let _ = std::fs::remove_dir_all(&reduced);
+    let steps: [(&str, &[&str]); 4] = [
+        ("bin2", &["bin", "--factor", "2"]),
+        ("sum2", &["sum", "--frames", "2"]),
+        ("lossy-q1", &["compress", "--lossy", "q=1"]),
+        ("lossy-q0", &["compress", "--lossy", "q=0"]),
+    ];
+    let before = dataset_bytes(&nxmx, "demo")?;
+    println!(
+        "\nReduction of {} ({:.1} MB):",
+        master.display(),
+        mb(before)
+    );
+    for (name, args) in steps {
+        let out = reduced.join(name);
+        run_cmd(
+            hdrmx()
+                .arg(args[0])
+                .arg(&master)
+                .args(&args[1..])
+                .arg("-o")
+                .arg(out.join(format!("{name}_master.h5")))
+                .stdout(std::process::Stdio::null()),
+        )?;
+        let after = dataset_bytes(&out, name)?;
+        println!(
+            "  hdrmx {:<28} {:>8.1} MB  before/after {:.2}",
+            args.join(" "),
+            mb(after),
+            before as f64 / after as f64
+        );
+    }
+    Ok(())
+}
+
+/// Bytes of `<dir>/<name>_master.h5` and its `<name>_data_NNNNNN.h5` files.
+fn dataset_bytes(dir: &std::path::Path, name: &str) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let e = e?;
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&format!("{name}_")) && file.ends_with(".h5") {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }
 
 pub fn filters(quick: bool) -> Result<()> {
