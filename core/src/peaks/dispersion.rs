@@ -657,8 +657,9 @@ fn slide_cols(
     match simd {
         Simd::Baseline => slide(cols, add, sub, squares),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Simd::Avx2 is only chosen when the CPU has AVX2 (Simd::detect).
-        Simd::Avx2 => unsafe { slide_avx2(cols, add, sub, squares) },
+        // SAFETY: Simd::Avx2 and Simd::Avx512 are only chosen when the CPU has AVX2
+        // (Simd::available).
+        Simd::Avx2 | Simd::Avx512 => unsafe { slide_avx2(cols, add, sub, squares) },
     }
 }
 
@@ -734,8 +735,11 @@ impl RowTest {
         match simd {
             Simd::Baseline => self.kernel(columns, cols, sums, row, flags),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Simd::Avx2 is only chosen when the CPU has AVX2 (Simd::detect).
-            Simd::Avx2 => unsafe { self.kernel_avx2(columns, cols, sums, row, flags) },
+            // SAFETY: Simd::Avx2 and Simd::Avx512 are only chosen when the CPU has AVX2
+            // (Simd::available).
+            Simd::Avx2 | Simd::Avx512 => unsafe {
+                self.kernel_avx2(columns, cols, sums, row, flags)
+            },
         }
     }
 

@@ -243,6 +243,12 @@ impl Geometry {
         self.bits[i / 64] >> (i % 64) & 1 != 0
     }
 
+    /// The word of the usable bitmap that holds pixel `i`'s bit (to prefetch it).
+    #[inline]
+    pub fn usable_word(&self, i: usize) -> &u64 {
+        &self.bits[i / 64]
+    }
+
     /// The panel holding pixel (x, y), if any.
     #[inline]
     pub fn panel(&self, x: usize, y: usize) -> Option<Rect> {

@@ -330,26 +330,41 @@ impl<T: Pixel> Feed<'_, T> {
 }
 
 /// Which compilation of the finders' inner loops runs: each is written once, `#[inline(always)]`,
-/// and compiled for the baseline and for AVX2 (as `crate::frame::xds` does). `HDRMX_SIMD` below
-/// avx2 keeps the baseline.
+/// and compiled for the baseline and for AVX2 (as `crate::frame::xds` does); the radial
+/// finder's histogram kernel also has an AVX-512 version. `HDRMX_SIMD` caps the choice as it
+/// does the transpose kernels' (`avx2`: no AVX-512; `sse2` or lower: the baseline).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Simd {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 (F, BW) where a kernel has it, AVX2 elsewhere; only chosen with both.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Simd {
-    /// AVX2 when the CPU has it and `HDRMX_SIMD` does not cap it lower.
+    /// The best the CPU has that `HDRMX_SIMD` does not cap.
     pub(crate) fn detect() -> Simd {
+        Simd::available().pop().unwrap_or(Simd::Baseline)
+    }
+
+    /// Every choice this CPU runs under the `HDRMX_SIMD` cap, slowest first (for tests).
+    pub(crate) fn available() -> Vec<Simd> {
+        #[allow(unused_mut)]
+        let mut all = vec![Simd::Baseline];
         #[cfg(target_arch = "x86_64")]
         {
             use crate::codec::transpose::Kernel;
-            if Kernel::best() >= Kernel::Avx2 && Kernel::Avx2.is_available() {
-                return Simd::Avx2;
+            let best = Kernel::best();
+            if best >= Kernel::Avx2 && Kernel::Avx2.is_available() {
+                all.push(Simd::Avx2);
+                if best >= Kernel::Avx512 && Kernel::Avx512.is_available() {
+                    all.push(Simd::Avx512);
+                }
             }
         }
-        Simd::Baseline
+        all
     }
 }
 

@@ -76,12 +76,14 @@ const PASSES: usize = 5;
 /// Counters per annulus histogram: values below `LARGE` are counted, larger ones listed.
 const CAP: usize = 64;
 const LARGE: usize = CAP - 1;
-/// The second pass looks at blocks of this many pixels (row-major) whose maximum the first pass
-/// noted.
-const BLOCK: usize = 64;
-/// Counters for zeros, which are not needed (see `fill`), taken in turn so that a run of zeros
-/// does not wait on one counter.
-const JUNK: usize = 16;
+/// The first pass notes the maximum of each chunk of this many pixels (row-major, aligned in the
+/// frame): one cache line of a uint32 frame. The AVX-512 kernel takes a chunk a step.
+const CHUNK: usize = 16;
+/// The second pass checks blocks of this many pixels against the lowest threshold of their
+/// annuli, then reads the chunks of those that pass whose maximum reaches it.
+const BLOCK: usize = 4 * CHUNK;
+/// Annuli per group for the lowest seeds.
+const GROUP: usize = 64;
 
 pub(crate) struct Radial {
     p: RadialParams,
@@ -91,15 +93,20 @@ pub(crate) struct Radial {
     bins: usize,
     /// Usable pixels per annulus.
     usable_in: Vec<u32>,
-    /// Per block: its largest value this frame, and the range of its usable pixels' annuli
-    /// (empty when it has none).
-    block_max: Vec<u32>,
+    /// Per chunk: its largest value this frame (at most `u16::MAX`).
+    chunk_max: Vec<u16>,
+    /// Per block: the range of its usable pixels' annuli (empty when it has none).
     block_bins: Vec<(u16, u16)>,
-    /// Range minima of `seed`.
+    /// The lowest `seed` of each group of `GROUP` annuli.
     lowest: Vec<u32>,
-    /// `CAP x bins` counts (the zeros' row holds the junk counters), and (bin, value) of the
-    /// values from `LARGE` up.
+    /// `CAP` rows of `1 << shift` counters, one per annulus (`hist[value << shift | bin]`;
+    /// zeros are not counted), and (bin, value) of the values from `LARGE` up.
     hist: Vec<u32>,
+    shift: u32,
+    /// `hist` with each annulus's counters side by side, for the clipping.
+    by_bin: Vec<u32>,
+    /// One run's counters to increment (see `count`).
+    todo: Vec<u32>,
     large: Vec<(u32, u32)>,
     offset: Vec<f64>,
     threshold: Vec<f64>,
@@ -108,6 +115,8 @@ pub(crate) struct Radial {
     simd: Simd,
     /// This frame's pixels above threshold, their components, and one peak's pixels.
     above: Vec<u32>,
+    /// The chunks whose maximum reaches the lowest threshold of their block's annuli.
+    candidates: Vec<u32>,
     components: Components,
     pixels: Vec<u32>,
 }
@@ -174,22 +183,27 @@ impl Radial {
                 }
             }
         }
+        let shift = bins.next_power_of_two().ilog2();
         Ok(Radial {
             p,
-            geo,
             usable_in,
-            block_max: vec![0; block_bins.len()],
+            chunk_max: vec![0; (geo.nx * geo.ny).div_ceil(CHUNK)],
+            todo: vec![0; geo.nx + CHUNK],
+            geo,
             block_bins,
             lowest: Vec::new(),
             bin_of,
             bins,
-            hist: vec![0; (bins * CAP).max(JUNK)],
+            hist: vec![0; CAP << shift],
+            shift,
+            by_bin: Vec::new(),
             large: Vec::new(),
             offset: vec![0.0; bins],
             threshold: vec![0.0; bins],
             seed: vec![0; bins],
             simd: Simd::detect(),
             above: Vec::new(),
+            candidates: Vec::new(),
             components: Components::default(),
             pixels: Vec::new(),
         })
@@ -203,7 +217,7 @@ impl Radial {
     pub fn begin(&mut self) {
         self.hist.fill(0);
         self.large.clear();
-        self.block_max.fill(0);
+        self.chunk_max.fill(0);
     }
 
     /// Adds the frame's pixels `first..first + px.len()` to the annuli's histograms.
@@ -224,17 +238,32 @@ impl Radial {
     }
 
     /// Counts `values`, the usable pixels `at..at + values.len()` of one row, in their
-    /// annuli's histograms, and notes each block's maximum.
+    /// annuli's histograms, and notes each chunk's maximum.
     fn fill<T: Pixel>(&mut self, at: usize, values: &[T], limit: u32) {
         let bins = &self.bin_of[at..at + values.len()];
-        let stride = self.bins;
-        let (hist, block_max) = (&mut self.hist[..], &mut self.block_max[..]);
-        let largest = match self.simd {
-            Simd::Baseline => count(hist, stride, block_max, at, values, bins),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: Simd::Avx2 is only chosen when the CPU has AVX2 (Simd::detect).
-            Simd::Avx2 => unsafe { count_avx2(hist, stride, block_max, at, values, bins) },
+        let (maxima, todo) = (&mut self.chunk_max[..], &mut self.todo[..]);
+        let run = Run {
+            at,
+            values,
+            bins,
+            shift: self.shift,
+            limit,
         };
+        let (n, largest) = match self.simd {
+            Simd::Baseline => count(&run, maxima, todo),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Simd::Avx2 is only chosen when the CPU has AVX2 (Simd::available).
+            Simd::Avx2 => unsafe { count_avx2(&run, maxima, todo) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Simd::Avx512 is only chosen when the CPU has AVX-512 F and BW
+            // (Simd::available).
+            Simd::Avx512 => unsafe { count_avx512(&run, maxima, todo) },
+        };
+        // The increments, the one part no vector unit does, run apart from the loop that finds
+        // them: a loop that does both waits on its own stores.
+        for &c in &self.todo[..n] {
+            self.hist[c as usize] += 1;
+        }
         if largest as usize >= LARGE {
             for (&v, &b) in values.iter().zip(bins) {
                 let v = v.get();
@@ -250,15 +279,38 @@ impl Radial {
         self.large.sort_unstable();
         let k = self.p.min_snr;
         let mut large = &self.large[..];
+        // Each annulus's counters side by side, read in order (the rows are 2^shift apart).
+        self.by_bin.resize(self.bins * CAP, 0);
+        for v in 1..CAP {
+            let row = &self.hist[v << self.shift..][..self.bins];
+            for (bin, &c) in row.iter().enumerate() {
+                self.by_bin[bin * CAP + v] = c;
+            }
+        }
         for bin in 0..self.bins {
             let n_large = large.partition_point(|&(b, _)| b as usize == bin);
             let (this, rest) = large.split_at(n_large);
             large = rest;
-            let mut hist = [0u64; CAP];
-            for (v, h) in hist.iter_mut().enumerate().skip(1) {
-                *h = u64::from(self.hist[v * self.bins + bin]);
+            // Sums of the counts, values and squares below each value (exact in u64: at most
+            // 2^32 pixels of values below 63), so that a pass over a range of values is three
+            // subtractions.
+            let (mut n_below, mut s_below, mut s2_below) = ([0u64; CAP], [0u64; CAP], [0u64; CAP]);
+            let mut counted = 0;
+            for v in 1..CAP {
+                let c = u64::from(self.by_bin[bin * CAP + v]);
+                counted += c;
+                if v < LARGE {
+                    let v = v as u64;
+                    n_below[v as usize + 1] = n_below[v as usize] + c;
+                    s_below[v as usize + 1] = s_below[v as usize] + c * v;
+                    s2_below[v as usize + 1] = s2_below[v as usize] + c * v * v;
+                }
             }
-            hist[0] = u64::from(self.usable_in[bin]) - hist[1..].iter().sum::<u64>();
+            // The zeros: the usable pixels not counted.
+            let zeros = u64::from(self.usable_in[bin]) - counted;
+            for below in &mut n_below[1..] {
+                *below += zeros;
+            }
             let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
             let mut stats = None;
             for _ in 0..PASSES {
@@ -266,12 +318,10 @@ impl Radial {
                 let first = lo.ceil().max(0.0);
                 let last = hi.floor().min((LARGE - 1) as f64);
                 if first <= last {
-                    let (first, last) = (first as usize, last as usize);
-                    for (v, &c) in hist.iter().enumerate().take(last + 1).skip(first) {
-                        n += c;
-                        s += u128::from(c * v as u64);
-                        s2 += u128::from(c * (v * v) as u64);
-                    }
+                    let (first, end) = (first as usize, last as usize + 1);
+                    n += n_below[end] - n_below[first];
+                    s += u128::from(s_below[end] - s_below[first]);
+                    s2 += u128::from(s2_below[end] - s2_below[first]);
                 }
                 let from = this.partition_point(|&(_, v)| f64::from(v) < lo);
                 let to = this.partition_point(|&(_, v)| f64::from(v) <= hi);
@@ -309,17 +359,60 @@ impl Radial {
     pub fn finish<T: Pixel>(&mut self, frame: &[T], limit: u32) -> Vec<Peak> {
         self.clip();
         // The pixels above their annulus's threshold, in raster order.
-        let lowest = RangeMin::new(&self.seed, &mut self.lowest);
+        self.lowest.clear();
+        self.lowest.extend(
+            self.seed
+                .chunks(GROUP)
+                .map(|g| g.iter().min().copied().unwrap_or(0)),
+        );
         self.above.clear();
-        for block in 0..self.block_max.len() {
+        self.candidates.clear();
+        // Seeds are compared with chunk maxima, which stop at u16::MAX: a seed above that is
+        // compared as u16::MAX.
+        let cap = |seed: u32| seed.min(u32::from(u16::MAX)) as u16;
+        let global = cap(self.lowest.iter().min().copied().unwrap_or(0));
+        let per = BLOCK / CHUNK;
+        for (block, maxima) in self.chunk_max.chunks(per).enumerate() {
             // A block whose brightest pixel is below every threshold of its annuli, as almost all
-            // are, is done with one comparison.
-            let (max, (lo, hi)) = (self.block_max[block], self.block_bins[block]);
-            if lo > hi || max < lowest.min(&self.lowest, lo as usize, hi as usize) {
+            // are, is done with a few comparisons; in the others, so are most chunks.
+            let max = maxima.iter().fold(0, |m, &c| m.max(c));
+            if max < global {
                 continue;
             }
-            let start = block * BLOCK;
-            let end = (start + BLOCK).min(frame.len());
+            let (lo, hi) = self.block_bins[block];
+            if lo > hi {
+                continue;
+            }
+            // A lower bound of the block's lowest seed, over whole groups of annuli. Along a
+            // row the annulus changes by at most one a pixel, so a block within a row spans at
+            // most two groups: no loop to mispredict.
+            let (g0, g1) = (lo as usize / GROUP, hi as usize / GROUP);
+            let seed = cap(if g1 - g0 <= 1 {
+                self.lowest[g0].min(self.lowest[g1])
+            } else {
+                self.lowest[g0..=g1].iter().fold(u32::MAX, |m, &s| m.min(s))
+            });
+            if max < seed {
+                continue;
+            }
+            for (k, &m) in maxima.iter().enumerate() {
+                if m >= seed {
+                    self.candidates.push((block * per + k) as u32);
+                }
+            }
+        }
+        // The candidates' pixels are far apart in memory and not in cache: reading them a few
+        // chunks ahead, and without branching on them, keeps several reads in flight.
+        const AHEAD: usize = 8;
+        for (k, &chunk) in self.candidates.iter().enumerate() {
+            if let Some(&next) = self.candidates.get(k + AHEAD) {
+                let next = next as usize * CHUNK;
+                prefetch(&frame[next]);
+                prefetch(&self.bin_of[next]);
+                prefetch(self.geo.usable_word(next));
+            }
+            let start = chunk as usize * CHUNK;
+            let end = (start + CHUNK).min(frame.len());
             for (i, (v, &bin)) in
                 (start..end).zip(frame[start..end].iter().zip(&self.bin_of[start..end]))
             {
@@ -340,7 +433,14 @@ impl Radial {
         self.components.label(&self.above, nx, true, same_panel);
         let mut peaks = Vec::new();
         let mut pixels = std::mem::take(&mut self.pixels);
+        // Each peak's local background is read from a frame no longer in cache: the next
+        // peaks' windows are asked for while this one is measured.
+        const PEAKS_AHEAD: usize = 2;
+        let mut ahead = self.components.iter().skip(PEAKS_AHEAD);
         for members in self.components.iter() {
+            if let Some(next) = ahead.next() {
+                self.prefetch_window(frame, self.above[next[0] as usize] as usize);
+            }
             pixels.clear();
             pixels.extend(members.iter().map(|&k| self.above[k as usize]));
             if let Some(peak) = self.measure(frame, &pixels, limit) {
@@ -349,6 +449,22 @@ impl Radial {
         }
         self.pixels = pixels;
         peaks
+    }
+
+    /// Asks for the cache lines of the local background window of a peak whose first pixel
+    /// is `i` (the window is centred on the centroid, which is at most a few pixels away).
+    fn prefetch_window<T: Pixel>(&self, frame: &[T], i: usize) {
+        let (nx, ny) = (self.geo.nx, self.geo.ny);
+        let (x, y) = (i % nx, i / nx);
+        let reach = 2 * self.p.local_bg_radius + 2;
+        let (x0, x1) = (x.saturating_sub(reach), (x + reach).min(nx - 1));
+        for y in y.saturating_sub(reach)..=(y + reach).min(ny - 1) {
+            for x in [x0, x1] {
+                prefetch(&frame[y * nx + x]);
+                prefetch(&self.bin_of[y * nx + x]);
+            }
+            prefetch(self.geo.usable_word(y * nx + x0));
+        }
     }
 
     /// Measures a peak (its pixels in raster order) against its local background; `None`
@@ -443,99 +559,152 @@ impl Radial {
     }
 }
 
+/// One run of usable pixels for the histogram kernels: `values` are the frame's pixels
+/// `at..at + values.len()`, `bins` their annuli.
+struct Run<'a, T> {
+    at: usize,
+    values: &'a [T],
+    bins: &'a [u16],
+    shift: u32,
+    limit: u32,
+}
+
+impl<T: Pixel> Run<'_, T> {
+    /// The counter of value `v` in annulus `bin`. Values from `LARGE` up, and those at or
+    /// above `limit`, go to the last row, which the clipping reads only to count zeros (they
+    /// are listed apart).
+    #[inline(always)]
+    fn counter(&self, v: u32, bin: u16) -> u32 {
+        let v = if v < self.limit {
+            v.min(LARGE as u32)
+        } else {
+            LARGE as u32
+        };
+        v << self.shift | u32::from(bin)
+    }
+
+    /// [`count`] over the pixels `from..to` of the run.
+    fn part(&self, from: usize, to: usize) -> Run<'_, T> {
+        Run {
+            at: self.at + from,
+            values: &self.values[from..to],
+            bins: &self.bins[from..to],
+            ..*self
+        }
+    }
+}
+
 /// # Safety
 /// The CPU must run AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn count_avx2<T: Pixel>(
-    hist: &mut [u32],
-    stride: usize,
-    block_max: &mut [u32],
-    at: usize,
-    values: &[T],
-    bins: &[u16],
-) -> u32 {
-    count(hist, stride, block_max, at, values, bins)
+unsafe fn count_avx2<T: Pixel>(run: &Run<T>, maxima: &mut [u16], todo: &mut [u32]) -> (usize, u32) {
+    count(run, maxima, todo)
 }
 
-/// Counts the values `at..at + values.len()` of the frame in their annuli's histograms, notes
-/// each block's maximum, and returns the largest value.
+/// Lists in `todo` the counters that a run's nonzero pixels increment, notes each chunk's
+/// maximum in `maxima`, and returns how many counters it listed and the run's largest value.
 ///
-/// The counters of one value for all annuli are side by side (`hist[value * stride + bin]`):
-/// along a row the annulus changes every pixel or two, the value much less, so the counters in
-/// use stay in a few cache lines. Zeros are not needed (an annulus's zeros are its usable pixels
-/// less the others): on a dark frame most runs of 16 pixels are all 0 and skipped at once, and
-/// in the others a zero goes to one of `JUNK` counters in turn rather than cost a branch (or
-/// wait on one counter). Values from `LARGE` up go to the last value's counters, which the
-/// clipping ignores: they are listed apart.
+/// Zeros are not counted (an annulus's zeros are its usable pixels less the others), so a
+/// dark frame costs little more than reading it.
 #[inline(always)]
-fn count<T: Pixel>(
-    hist: &mut [u32],
-    stride: usize,
-    block_max: &mut [u32],
-    at: usize,
-    values: &[T],
-    bins: &[u16],
-) -> u32 {
-    let mut largest = 0;
-    let mut i = at;
-    while i < at + values.len() {
-        let block = i / BLOCK;
-        let end = ((block + 1) * BLOCK).min(at + values.len());
-        let max = values[i - at..end - at]
-            .iter()
-            .map(|v| v.get())
-            .max()
-            .unwrap_or(0);
-        block_max[block] = block_max[block].max(max);
+fn count<T: Pixel>(run: &Run<T>, maxima: &mut [u16], todo: &mut [u32]) -> (usize, u32) {
+    let (mut n, mut largest) = (0, 0);
+    let mut i = 0;
+    while i < run.values.len() {
+        let chunk = (run.at + i) / CHUNK;
+        let end = ((chunk + 1) * CHUNK - run.at).min(run.values.len());
+        let mut max = 0;
+        for (v, &bin) in run.values[i..end].iter().zip(&run.bins[i..end]) {
+            let v = v.get();
+            max = max.max(v);
+            if v != 0 {
+                todo[n] = run.counter(v, bin);
+                n += 1;
+            }
+        }
+        maxima[chunk] = maxima[chunk].max(max.min(u32::from(u16::MAX)) as u16);
         largest = largest.max(max);
         i = end;
     }
-    let clamp = largest as usize >= LARGE;
-    for (vs, bs) in values.chunks(JUNK).zip(bins.chunks(JUNK)) {
-        if vs.iter().fold(0, |any, v| any | v.get()) == 0 {
-            continue;
-        }
-        for (k, (v, &bin)) in vs.iter().zip(bs).enumerate() {
-            let v = v.get() as usize;
-            let v = if clamp { v.min(CAP - 1) } else { v };
-            hist[if v == 0 { k } else { v * stride + bin as usize }] += 1;
-        }
-    }
-    largest
+    (n, largest)
 }
 
-/// Minima of any range of a slice in two lookups (a sparse table: level `l` holds the minima of
-/// the ranges of `2^l`).
-struct RangeMin {
-    len: usize,
+/// [`count`] a chunk per step: the counters of the chunk's 16 pixels worked out together, the
+/// nonzero ones packed to the front (`vpcompressd`) and stored, with no branch on the data.
+/// The partial chunks at the run's ends go through [`count`].
+///
+/// # Safety
+/// The CPU must run AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn count_avx512<T: Pixel>(
+    run: &Run<T>,
+    maxima: &mut [u16],
+    todo: &mut [u32],
+) -> (usize, u32) {
+    use std::any::TypeId;
+    use std::arch::x86_64::*;
+    let wide = TypeId::of::<T>() == TypeId::of::<u32>();
+    if !(wide || TypeId::of::<T>() == TypeId::of::<u16>()) {
+        return count(run, maxima, todo);
+    }
+    let len = run.values.len();
+    let head = ((CHUNK - run.at % CHUNK) % CHUNK).min(len);
+    let body = head + (len - head) / CHUNK * CHUNK;
+    let (mut n, mut largest) = count(&run.part(0, head), maxima, todo);
+    // Each step stores 16 counters at `todo[n..]`, n < len.
+    assert!(todo.len() >= len + CHUNK);
+    let large = _mm512_set1_epi32(LARGE as i32);
+    let limit = _mm512_set1_epi32(run.limit as i32);
+    let shift = _mm_cvtsi32_si128(run.shift as i32);
+    let mut all_max = _mm512_setzero_si512();
+    for i in (head..body).step_by(CHUNK) {
+        // SAFETY: i + CHUNK <= len, so the loads read 16 pixels and 16 bins of the run; T is
+        // u32 or u16 (checked above), read as such.
+        let (v, bins) = unsafe {
+            let p = run.values.as_ptr().add(i).cast::<u8>();
+            let v = if wide {
+                _mm512_loadu_si512(p.cast())
+            } else {
+                _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))
+            };
+            let b = _mm256_loadu_si256(run.bins.as_ptr().add(i).cast());
+            (v, _mm512_cvtepu16_epi32(b))
+        };
+        let nonzero = _mm512_test_epi32_mask(v, v);
+        let over = _mm512_cmpge_epu32_mask(v, limit);
+        let value = _mm512_mask_mov_epi32(_mm512_min_epu32(v, large), over, large);
+        let counters = _mm512_or_si512(_mm512_sll_epi32(value, shift), bins);
+        // SAFETY: n <= i - head + head = i < len, and todo holds len + CHUNK counters.
+        unsafe {
+            _mm512_storeu_si512(
+                todo.as_mut_ptr().add(n).cast(),
+                _mm512_maskz_compress_epi32(nonzero, counters),
+            );
+        }
+        n += nonzero.count_ones() as usize;
+        let max = _mm512_reduce_max_epu32(v);
+        let chunk = (run.at + i) / CHUNK;
+        maxima[chunk] = maxima[chunk].max(max.min(u32::from(u16::MAX)) as u16);
+        all_max = _mm512_max_epu32(all_max, v);
+    }
+    largest = largest.max(_mm512_reduce_max_epu32(all_max));
+    let (tail_n, tail_largest) = count(&run.part(body, len), maxima, &mut todo[n..]);
+    (n + tail_n, largest.max(tail_largest))
 }
 
-impl RangeMin {
-    fn new(values: &[u32], table: &mut Vec<u32>) -> RangeMin {
-        let len = values.len();
-        table.clear();
-        table.extend_from_slice(values);
-        let mut width = 1;
-        while 2 * width <= len {
-            let prev = table.len() - len;
-            for i in 0..len {
-                let j = (i + width).min(len - 1);
-                let m = table[prev + i].min(table[prev + j]);
-                table.push(m);
-            }
-            width *= 2;
-        }
-        RangeMin { len }
+/// Asks for the cache line holding `value`, without waiting for it.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching reads nothing architecturally; SSE is part of x86_64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast());
     }
-
-    /// The minimum of `values[lo..=hi]`.
-    #[inline]
-    fn min(&self, table: &[u32], lo: usize, hi: usize) -> u32 {
-        let level = (hi - lo + 1).ilog2() as usize;
-        let row = &table[level * self.len..];
-        row[lo].min(row[hi + 1 - (1 << level)])
-    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[cfg(test)]
@@ -591,37 +760,53 @@ mod tests {
         }];
         let f = simulate(&spec);
         let layout = Layout::detect(f.nx, f.ny, Some(&f.mask)).unwrap();
-        let mut simds = vec![Simd::Baseline];
-        if Simd::detect() != Simd::Baseline {
-            simds.push(Simd::detect());
-        }
-        let mut peaks = Vec::new();
-        for simd in simds {
-            let mut r =
-                Radial::new(RadialParams::default(), layout.clone(), Some(&f.mask)).unwrap();
-            r.simd = simd;
-            r.begin();
-            // In pieces that end mid-row, as a decoder hands them over.
-            for (k, piece) in f.pixels.chunks(3001).enumerate() {
-                r.feed(k * 3001, piece, u32::MAX);
-            }
-            peaks.push(r.finish(&f.pixels, u32::MAX));
-            assert!(!r.large.is_empty());
-            let naive = naive_annuli(&r, &f.pixels, u32::MAX);
-            for (bin, expected) in naive.iter().enumerate() {
-                let (offset, threshold) = (r.offset[bin], r.threshold[bin]);
-                match expected {
-                    Some((o, t)) => assert!(
-                        (offset - o).abs() < 1e-9 && (threshold - t).abs() < 1e-9,
-                        "{simd:?} annulus {bin}: ({offset}, {threshold}) against ({o}, {t})"
-                    ),
-                    None => assert_eq!(threshold, f64::INFINITY, "annulus {bin}"),
+        let wide = f.pixels.clone();
+        let narrow: Vec<u16> = f.pixels.iter().map(|&v| v.min(65535) as u16).collect();
+        let narrow_wide: Vec<u32> = narrow.iter().map(|&v| u32::from(v)).collect();
+        // Each kernel, on uint32 and uint16 frames, with the default overload (the type's
+        // maximum) and one below the histograms' range, which must keep those pixels out.
+        for (limit, frame) in [
+            (u32::MAX, &wide),
+            (40, &wide),
+            (u32::from(u16::MAX), &narrow_wide),
+        ] {
+            let mut peaks = Vec::new();
+            for simd in Simd::available() {
+                let mut r =
+                    Radial::new(RadialParams::default(), layout.clone(), Some(&f.mask)).unwrap();
+                r.simd = simd;
+                r.begin();
+                // In pieces that end mid-row, as a decoder hands them over.
+                for (k, piece) in frame.chunks(3001).enumerate() {
+                    if limit == u32::from(u16::MAX) {
+                        r.feed(k * 3001, &narrow[k * 3001..][..piece.len()], limit);
+                    } else {
+                        r.feed(k * 3001, piece, limit);
+                    }
+                }
+                peaks.push(if limit == u32::from(u16::MAX) {
+                    r.finish(&narrow, limit)
+                } else {
+                    r.finish(frame, limit)
+                });
+                assert!(!r.large.is_empty() || limit < LARGE as u32);
+                let naive = naive_annuli(&r, frame, limit);
+                for (bin, expected) in naive.iter().enumerate() {
+                    let (offset, threshold) = (r.offset[bin], r.threshold[bin]);
+                    match expected {
+                        Some((o, t)) => assert!(
+                            (offset - o).abs() < 1e-9 && (threshold - t).abs() < 1e-9,
+                            "{simd:?} limit {limit} annulus {bin}: ({offset}, {threshold}) \
+                             against ({o}, {t})"
+                        ),
+                        None => assert_eq!(threshold, f64::INFINITY, "annulus {bin}"),
+                    }
                 }
             }
+            // Every kernel finds the same peaks.
+            assert!(peaks[0].len() > 40, "limit {limit}: {}", peaks[0].len());
+            assert!(peaks.windows(2).all(|w| w[0] == w[1]), "limit {limit}");
         }
-        // The baseline and the AVX2 kernels find the same peaks.
-        assert!(peaks[0].len() > 40);
-        assert!(peaks.windows(2).all(|w| w[0] == w[1]));
     }
 
     /// A `nx x ny` frame with `pixels` set, and a finder over it with the panels given.
