@@ -339,5 +339,5 @@ fn forged_codes_and_sums_are_refused() {
     let e = lossless
         .decode(&forged(0, &codes, &[(4, 0)]), &mut out)
         .unwrap_err();
-    assert!(matches!(e, CodecError::CorruptBlock { .. }), "{e}");
+    assert!(matches!(e, CodecError::Corrupt { .. }), "{e}");
 }

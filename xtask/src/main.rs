@@ -128,6 +128,8 @@ pub fn build_release() -> Result<()> {
         "-p",
         "hdrmx-h5binning",
         "-p",
+        "hdrmx-h5lossy",
+        "-p",
         "hdrmx-xds",
         "-p",
         "hdrmx-xds-host",

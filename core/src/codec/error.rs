@@ -71,6 +71,10 @@ pub enum CodecError {
         expected: usize,
         actual: usize,
     },
+    /// A chunk whose fields are consistent in size but not in content (a code past its table,
+    /// a sum its pixels cannot hold, a section that does not decode).
+    #[error("{codec}: corrupt chunk: {reason}")]
+    Corrupt { codec: &'static str, reason: String },
     /// A filter id this crate does not implement.
     #[error("unsupported filter {0}")]
     UnsupportedFilter(u32),

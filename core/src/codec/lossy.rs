@@ -82,9 +82,8 @@ fn bad(reason: impl Into<String>) -> CodecError {
 }
 
 fn corrupt(reason: impl Into<String>) -> CodecError {
-    CodecError::CorruptBlock {
+    CodecError::Corrupt {
         codec: NAME,
-        block: 0,
         reason: reason.into(),
     }
 }
@@ -306,7 +305,8 @@ impl Lossy {
         with_codes(codes_len, |codes| {
             Bitshuffle::new(code_size, inner.compression())
                 .expect("code sizes are 1, 2 or 4")
-                .decode(body, codes)?;
+                .decode(body, codes)
+                .map_err(|e| corrupt(format!("the codes do not decode: {e}")))?;
             with_aligned_output(out, |words| {
                 let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(words);
                 let out_bytes = &mut out_bytes[..n * self.elem_size];
@@ -397,9 +397,11 @@ fn parse_sums(bytes: &[u8], count: u32, n: usize, last: u64) -> Result<Sums, Cod
             .ok_or_else(|| corrupt(format!("per-code sum {i}: bad sum varint")))?;
         key = match key.checked_add(delta) {
             Some(k) if delta > 0 && k <= last => k,
-            _ => return Err(corrupt(format!(
+            _ => {
+                return Err(corrupt(format!(
                 "per-code sum {i}: key step {delta} from {key} (keys must increase, up to {last})"
-            ))),
+            )))
+            }
         };
         offsets.push((key as u32, d));
     }
