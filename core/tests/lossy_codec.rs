@@ -341,3 +341,35 @@ fn forged_codes_and_sums_are_refused() {
         .unwrap_err();
     assert!(matches!(e, CodecError::Corrupt { .. }), "{e}");
 }
+
+/// Seeds of the `decode_lossy` fuzz target (layout in its file):
+/// `cargo test -p hdrmx-core --test lossy_codec -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files into fuzz/seeds"]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/decode_lossy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let q_index = |q: u32| {
+        [0, 100, 500, 1000, 2000, 100_000]
+            .iter()
+            .position(|&x| x == q)
+    };
+    let cases = [
+        (1000u32, 2usize, false, 700usize),
+        (500, 4, true, 333),
+        (0, 2, false, 256),
+        (2000, 1, false, 97),
+        (100, 4, false, 1000),
+        (100_000, 2, true, 64),
+    ];
+    for (i, (q, e, zstd, n)) in cases.into_iter().enumerate() {
+        let truth = data(0, n, e, i as u64 + 1);
+        let chunk = codec(q, zstd, e).encode(&to_bytes(&truth, e)).unwrap();
+        let esel = [1, 2, 4].iter().position(|&x| x == e).unwrap() as u8;
+        let params = q_index(q).unwrap() as u8 | esel << 3 | u8::from(zstd) << 5 | 0x40;
+        let mut seed = vec![params];
+        seed.extend_from_slice(&(n as u16).to_le_bytes());
+        seed.extend_from_slice(&chunk);
+        std::fs::write(dir.join(format!("seed{i}")), seed).unwrap();
+    }
+}
