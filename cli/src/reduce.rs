@@ -264,7 +264,7 @@ where
     let mut start = 0;
     while start < count {
         let end = (start + batch).min(count);
-        let chunks: Vec<Vec<u8>> = (start..end)
+        let chunks: Vec<Result<Vec<u8>>> = (start..end)
             .into_par_iter()
             .map_init(&init, |s, j| -> Result<Vec<u8>> {
                 make(j, s)?;
@@ -275,10 +275,12 @@ where
                     .with_context(|| format!("encoding output frame {j}"))?;
                 Ok(s.encoded[..n].to_vec())
             })
-            .collect::<Result<_>>()?;
-        for (j, chunk) in (start..end).zip(&chunks) {
+            .collect();
+        // In order, so that the error reported is the first frame's that failed, whichever
+        // thread met its error first.
+        for (j, chunk) in (start..end).zip(chunks) {
             writer
-                .write_chunk(chunk)
+                .write_chunk(&chunk?)
                 .with_context(|| format!("writing output frame {j}"))?;
             bar.inc(1);
         }

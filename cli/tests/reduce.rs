@@ -330,4 +330,30 @@ fn errors_are_clear_and_fail_the_command() {
         Master::open(dir.join("sim/x_master.h5")).unwrap().frames(),
         7
     );
+
+    // A truncated data file: an error naming it and the frame, from every command.
+    std::fs::create_dir(dir.join("bad")).unwrap();
+    for f in ["x_master.h5", "x_data_000001.h5", "x_data_000002.h5"] {
+        std::fs::copy(dir.join("sim").join(f), dir.join("bad").join(f)).unwrap();
+    }
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("bad/x_data_000002.h5"))
+        .unwrap();
+    cut.set_len(cut.metadata().unwrap().len() / 2).unwrap();
+    for args in [
+        &["bin", "bad/x_master.h5", "--factor", "2"][..],
+        &["sum", "bad/x_master.h5", "--frames", "2"],
+        &["roi", "bad/x_master.h5", "--roi", "0,0,10,10"],
+        &["compress", "bad/x_master.h5", "--lossy", "q=1"],
+    ] {
+        let out = hdrmx_output(&[args, &["-o", "b/b_master.h5"]].concat(), dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains("x_data_000002.h5"), "{args:?}: {stderr}");
+        assert!(stderr.contains("reading frame 3"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // No master for a dataset that was not written whole.
+        assert!(!dir.join("b/b_master.h5").exists());
+    }
 }
