@@ -208,9 +208,9 @@ impl Binning {
         let mut sums = vec![0u8; frames * bx * by * self.sum_size()];
         let mut runs = Runs::default();
         match self.elem_size {
-            1 => self.encode_frames::<u8>(src, &mut sums, &mut runs),
-            2 => self.encode_frames::<u16>(src, &mut sums, &mut runs),
-            _ => self.encode_frames::<u32>(src, &mut sums, &mut runs),
+            1 => self.encode_frames_best::<u8>(src, &mut sums, &mut runs),
+            2 => self.encode_frames_best::<u16>(src, &mut sums, &mut runs),
+            _ => self.encode_frames_best::<u32>(src, &mut sums, &mut runs),
         }
         runs.flush();
         let raw = runs.bytes;
@@ -242,26 +242,61 @@ impl Binning {
         Ok(pos)
     }
 
-    fn encode_frames<T: Count>(&self, src: &[u8], sums: &mut [u8], runs: &mut Runs) {
+    /// [`Binning::encode_frames`] compiled for AVX2 when the CPU has it (the column sums run
+    /// about twice as fast).
+    fn encode_frames_best<T: Count + bytemuck::Pod>(
+        &self,
+        src: &[u8],
+        sums: &mut [u8],
+        runs: &mut Runs,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::frame::xds::avx2() {
+            // SAFETY: avx2() has checked that the CPU runs AVX2.
+            return unsafe { self.avx2_encode_frames::<T>(src, sums, runs) };
+        }
+        self.encode_frames::<T>(src, sums, runs)
+    }
+
+    /// # Safety
+    /// The CPU must run AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2_encode_frames<T: Count + bytemuck::Pod>(
+        &self,
+        src: &[u8],
+        sums: &mut [u8],
+        runs: &mut Runs,
+    ) {
+        self.encode_frames::<T>(src, sums, runs)
+    }
+
+    #[inline(always)]
+    fn encode_frames<T: Count + bytemuck::Pod>(
+        &self,
+        src: &[u8],
+        sums: &mut [u8],
+        runs: &mut Runs,
+    ) {
+        let (n, nx) = (self.n, self.nx);
         let (bx, by) = self.bins_shape();
         let bins = bx * by;
-        let mut frame = vec![T::MAX; self.frame_pixels()];
+        let mut copy = Vec::new();
+        let mut cols = vec![0u64; nx];
         let mut row = vec![0u64; bx];
-        for (f, bytes) in src
-            .chunks_exact(self.frame_pixels() * self.elem_size)
-            .enumerate()
-        {
-            // Little-endian bytes to values; also aligns them.
-            for (v, b) in frame.iter_mut().zip(bytes.chunks_exact(self.elem_size)) {
-                *v = T::from_u32(le(b));
-            }
-            let base = f * self.frame_pixels();
-            runs.scan(&frame, base);
+        let frame_bytes = self.frame_pixels() * self.elem_size;
+        for (f, bytes) in src.chunks_exact(frame_bytes).enumerate() {
+            let frame: &[T] = values(bytes, &mut copy);
+            runs.scan(frame, f * self.frame_pixels());
             let out = &mut sums[f * bins * self.sum_size()..][..bins * self.sum_size()];
-            for (r, lines) in frame.chunks(self.n * self.nx).enumerate() {
-                row.fill(0);
-                for line in lines.chunks_exact(self.nx) {
-                    bin_line_sums(line, self.n, &mut row);
+            for (r, lines) in frame.chunks(n * nx).enumerate() {
+                // Down the bin's rows per column, then across each bin's columns.
+                cols.fill(0);
+                for line in lines.chunks_exact(nx) {
+                    add_valid(line, &mut cols);
+                }
+                for (s, c) in row.iter_mut().zip(cols.chunks(n)) {
+                    *s = c.iter().sum();
                 }
                 let dst = &mut out[r * bx * self.sum_size()..][..bx * self.sum_size()];
                 if self.sum_size() == 8 {
@@ -417,7 +452,7 @@ impl Binning {
 
     /// Writes the decoded frames: spread sums, then the invalid pixels, then the bins that hold
     /// invalid pixels again, over their valid pixels only.
-    fn spread<T: Count>(
+    fn spread<T: Count + bytemuck::Pod>(
         &self,
         runs: &[(usize, usize)],
         sums: &[u8],
@@ -470,16 +505,28 @@ impl Binning {
                 next_run += 1;
             }
             // Every sum must fit its valid pixels below the invalid marker.
-            for (k, &s) in sum.iter().enumerate() {
-                let (w, hgt) = bin_size(k % bx, k / bx, n, nx, ny);
-                let valid = (w * hgt) as u64 - u64::from(invalid[k]);
-                if s > valid * max {
-                    return Err(corrupt(format!(
-                        "frame {f}: bin {k} sums to {s}, more than its {valid} valid pixels can hold"
-                    )));
+            for (y, (sums, invalid)) in sum
+                .chunks_exact(bx)
+                .zip(invalid.chunks_exact(bx))
+                .enumerate()
+            {
+                let h = n.min(ny - y * n) as u64;
+                for (x, (&s, &bad)) in sums.iter().zip(invalid).enumerate() {
+                    let valid = n.min(nx - x * n) as u64 * h - u64::from(bad);
+                    if s > valid * max {
+                        return Err(corrupt(format!(
+                            "frame {f}: bin {} sums to {s}, more than its {valid} valid pixels can hold",
+                            y * bx + x
+                        )));
+                    }
                 }
             }
-            spread_full::<T>(&sum, n, nx, ny, &mut frame);
+            match n {
+                2 => spread_full::<T, 2>(&sum, n, nx, ny, &mut frame),
+                3 => spread_full::<T, 3>(&sum, n, nx, ny, &mut frame),
+                4 => spread_full::<T, 4>(&sum, n, nx, ny, &mut frame),
+                _ => spread_full::<T, 0>(&sum, n, nx, ny, &mut frame),
+            }
             let mut r = first_run;
             while r < runs.len() && runs[r].0 < base + npx {
                 let (s, e) = (runs[r].0.max(base) - base, runs[r].1.min(base + npx) - base);
@@ -489,8 +536,12 @@ impl Binning {
             for &k in &touched {
                 spread_partial(&mut frame, sum[k], k % bx, k / bx, n, nx, ny);
             }
-            for (o, v) in out.chunks_exact_mut(self.elem_size).zip(&frame) {
-                o.copy_from_slice(&v.get().to_le_bytes()[..self.elem_size]);
+            if cfg!(target_endian = "little") {
+                out.copy_from_slice(bytemuck::cast_slice(&frame));
+            } else {
+                for (o, v) in out.chunks_exact_mut(self.elem_size).zip(&frame) {
+                    o.copy_from_slice(&v.get().to_le_bytes()[..self.elem_size]);
+                }
             }
         }
         Ok(())
@@ -531,45 +582,72 @@ fn for_row_segments(s: usize, e: usize, nx: usize, mut f: impl FnMut(usize, usiz
     }
 }
 
-/// Adds one pixel row's valid values to the row's bin sums (the last bin may be narrower).
+/// Adds one pixel row's valid values (those not at the type's maximum) to per-column sums.
 #[inline(always)]
-fn bin_line_sums<T: Count>(line: &[T], n: usize, row: &mut [u64]) {
+fn add_valid<T: Count>(line: &[T], cols: &mut [u64]) {
     let max = T::MAX.get();
-    for (s, px) in row.iter_mut().zip(line.chunks(n)) {
-        *s += px
-            .iter()
-            .map(|&v| {
-                let v = v.get();
-                u64::from(if v == max { 0 } else { v })
-            })
-            .sum::<u64>();
+    for (c, &v) in cols.iter_mut().zip(line) {
+        let v = v.get();
+        *c += u64::from(if v == max { 0 } else { v });
     }
 }
 
+/// A frame's little-endian bytes as values: a view when they are aligned (and the machine is
+/// little-endian), else a copy in `copy`.
+fn values<'a, T: Count + bytemuck::Pod>(bytes: &'a [u8], copy: &'a mut Vec<T>) -> &'a [T] {
+    if cfg!(target_endian = "little") {
+        if let Ok(v) = bytemuck::try_cast_slice(bytes) {
+            return v;
+        }
+    }
+    let size = std::mem::size_of::<T>();
+    copy.clear();
+    copy.extend(bytes.chunks_exact(size).map(|b| T::from_u32(le(b))));
+    copy
+}
+
 /// Spreads every bin's sum over all its pixels: `S / size` each, one more on the first
-/// `S % size` in row-major order within the bin.
-fn spread_full<T: Count>(sum: &[u64], n: usize, nx: usize, ny: usize, frame: &mut [T]) {
+/// `S % size` in row-major order within the bin. `N` is `n` when the compiler should know it
+/// (full bins then divide by a constant), else 0.
+fn spread_full<T: Count, const N: usize>(
+    sum: &[u64],
+    n: usize,
+    nx: usize,
+    ny: usize,
+    frame: &mut [T],
+) {
+    let n = if N > 0 { N } else { n };
     let bx = nx.div_ceil(n);
+    let full = nx / n;
     let mut q = vec![0u32; bx];
     let mut r = vec![0u32; bx];
     for (y, lines) in frame.chunks_mut(n * nx).enumerate() {
         let h = n.min(ny - y * n);
-        for (b, (&s, (q, r))) in sum[y * bx..][..bx]
-            .iter()
-            .zip(q.iter_mut().zip(r.iter_mut()))
-            .enumerate()
-        {
+        let sums = &sum[y * bx..][..bx];
+        if h == n {
+            let size = (n * n) as u64;
+            for ((q, r), &s) in q.iter_mut().zip(r.iter_mut()).zip(&sums[..full]) {
+                // The sums were checked to fit: the quotient is below the type's maximum.
+                (*q, *r) = ((s / size) as u32, (s % size) as u32);
+            }
+        }
+        for b in if h == n { full } else { 0 }..bx {
             let size = (n.min(nx - b * n) * h) as u64;
-            // The sums were checked to fit: the quotient is below the type's maximum.
-            *q = (s / size) as u32;
-            *r = (s % size) as u32;
+            (q[b], r[b]) = ((sums[b] / size) as u32, (sums[b] % size) as u32);
         }
         for (dy, line) in lines.chunks_exact_mut(nx).enumerate() {
-            for (b, px) in line.chunks_mut(n).enumerate() {
-                let w = px.len();
-                let first = (dy * w) as u32;
+            let (body, tail) = line.split_at_mut(full * n);
+            let first = (dy * n) as u32;
+            for ((px, &q), &r) in body.chunks_exact_mut(n).zip(&q).zip(&r) {
                 for (dx, v) in px.iter_mut().enumerate() {
-                    *v = T::from_u32(q[b] + u32::from(first + (dx as u32) < r[b]));
+                    *v = T::from_u32(q + u32::from(first + (dx as u32) < r));
+                }
+            }
+            if !tail.is_empty() {
+                let w = tail.len();
+                let first = (dy * w) as u32;
+                for (dx, v) in tail.iter_mut().enumerate() {
+                    *v = T::from_u32(q[full] + u32::from(first + (dx as u32) < r[full]));
                 }
             }
         }

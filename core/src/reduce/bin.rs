@@ -42,12 +42,8 @@ pub fn bin_mask(mask: &[u32], nx: usize, ny: usize, n: usize) -> Vec<u32> {
     out
 }
 
-/// Flags kept per bin while its rows are added.
-const INVALID: u8 = 1;
-const SATURATED: u8 = 2;
-
-/// Bins per tile: a tile's sums and flags stay in L1 while its `n` source rows stream past.
-const TILE: usize = 512;
+/// Bins per tile: a tile's column arrays stay in L1 while its `n` source rows stream past.
+const TILE: usize = 256;
 
 /// Bins a frame of `nx` by `ny` pixels (row-major) `n` x `n` into `out`, of [`binned_shape`],
 /// by the rules in the module docs. `mask` is the NXmx `pixel_mask` (one value per pixel), if
@@ -113,83 +109,134 @@ unsafe fn avx2_bin<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &m
     bin_any(job, src, mask, out)
 }
 
-/// The bin sizes people ask for with the width known to the compiler, which then unrolls and
-/// vectorises the pixel loop; any other size in a plain loop.
+/// The bin sizes people ask for with the width known to the compiler, which then vectorises
+/// the loops; any other size in a plain loop.
 #[inline(always)]
 fn bin_any<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &mut [u32]) {
-    match job.n {
-        2 => bin_rows::<T, 2>(job, src, mask, out),
-        3 => bin_rows::<T, 3>(job, src, mask, out),
-        4 => bin_rows::<T, 4>(job, src, mask, out),
-        _ => bin_rows_of(job, job.n, src, mask, out),
+    match (job.n, mask) {
+        (2, None) => bin_tiles::<T, 2, false>(job, src, &[], out),
+        (3, None) => bin_tiles::<T, 3, false>(job, src, &[], out),
+        (4, None) => bin_tiles::<T, 4, false>(job, src, &[], out),
+        (2, Some(m)) => bin_tiles::<T, 2, true>(job, src, m, out),
+        (3, Some(m)) => bin_tiles::<T, 3, true>(job, src, m, out),
+        (4, Some(m)) => bin_tiles::<T, 4, true>(job, src, m, out),
+        _ => bin_plain(job, src, mask, out),
     }
 }
 
+/// Tiles of [`TILE`] bins of one bin row: first down the `N` rows, per column (contiguous, so
+/// it vectorises plainly): wrapping u32 sums, maxima and OR-ed mask bits; then across each
+/// bin's `N` columns, and the rules, without branches. The largest pixel of a bin tells an
+/// invalid bin (the type's maximum), a saturated one, and whether the sum may have wrapped
+/// (only with counts near `2^32 / N^2`): those rare bins are summed again in u64.
 #[inline(always)]
-fn bin_rows<T: Count, const N: usize>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &mut [u32]) {
-    bin_rows_of(job, N, src, mask, out)
-}
-
-#[inline(always)]
-fn bin_rows_of<T: Count>(job: &Job, n: usize, src: &[T], mask: Option<&[u32]>, out: &mut [u32]) {
+fn bin_tiles<T: Count, const N: usize, const MASKED: bool>(
+    job: &Job,
+    src: &[T],
+    mask: &[u32],
+    out: &mut [u32],
+) {
     let nx = job.nx;
-    let bx = out.len() / (src.len() / nx / n);
-    let mut flags = [0u8; TILE];
+    let bx = out.len() / (src.len() / nx / N);
+    let safe = u32::MAX / (N * N) as u32;
+    let top = T::MAX.get();
+    let mut col_sum = [0u32; TILE * 4];
+    let mut col_max = [0u32; TILE * 4];
+    let mut col_mask = [0u32; TILE * 4];
     for (row, bins) in out.chunks_exact_mut(bx).enumerate() {
         for (t, sums) in bins.chunks_mut(TILE).enumerate() {
-            let flags = &mut flags[..sums.len()];
-            sums.fill(0);
-            flags.fill(0);
-            let x0 = t * TILE * n;
-            for dy in 0..n {
-                let start = (row * n + dy) * nx + x0;
-                let line = &src[start..][..sums.len() * n];
-                add_line(line, n, job.saturation, sums, flags);
-                if let Some(mask) = mask {
-                    let line = &mask[start..][..sums.len() * n];
-                    for (f, m) in flags.iter_mut().zip(line.chunks_exact(n)) {
-                        *f |= INVALID * u8::from(m.iter().fold(0, |a, &b| a | b) != 0);
+            let w = sums.len() * N;
+            let x0 = t * TILE * N;
+            let (cs, cm, ck) = (&mut col_sum[..w], &mut col_max[..w], &mut col_mask[..w]);
+            for dy in 0..N {
+                let start = (row * N + dy) * nx + x0;
+                let line = &src[start..][..w];
+                if dy == 0 {
+                    for ((s, m), &v) in cs.iter_mut().zip(cm.iter_mut()).zip(line) {
+                        (*s, *m) = (v.get(), v.get());
+                    }
+                } else {
+                    for ((s, m), &v) in cs.iter_mut().zip(cm.iter_mut()).zip(line) {
+                        *s = s.wrapping_add(v.get());
+                        *m = (*m).max(v.get());
+                    }
+                }
+                if MASKED {
+                    let line = &mask[start..][..w];
+                    if dy == 0 {
+                        ck.copy_from_slice(line);
+                    } else {
+                        for (k, &v) in ck.iter_mut().zip(line) {
+                            *k |= v;
+                        }
                     }
                 }
             }
-            for (s, &f) in sums.iter_mut().zip(flags.iter()) {
-                *s = finish(*s, f, job.floor);
+            let mut wrapped = false;
+            for (b, o) in sums.iter_mut().enumerate() {
+                let s: &[u32; N] = cs[b * N..][..N].try_into().expect("N columns");
+                let m: &[u32; N] = cm[b * N..][..N].try_into().expect("N columns");
+                let sum = s.iter().fold(0u32, |a, &v| a.wrapping_add(v));
+                let mx = m.iter().fold(0u32, |a, &v| a.max(v));
+                let masked = MASKED && {
+                    let k: &[u32; N] = ck[b * N..][..N].try_into().expect("N columns");
+                    k.iter().fold(0, |a, &v| a | v) != 0
+                };
+                let invalid = mx == top || masked;
+                wrapped |= mx > safe && !invalid;
+                let v = if mx >= job.saturation {
+                    sum.max(job.floor)
+                } else {
+                    sum
+                };
+                *o = if invalid { u32::MAX } else { v };
+            }
+            if wrapped {
+                for (b, o) in sums.iter_mut().enumerate() {
+                    let mx = cm[b * N..][..N].iter().fold(0u32, |a, &v| a.max(v));
+                    let masked = MASKED && ck[b * N..][..N].iter().any(|&k| k != 0);
+                    if mx > safe && mx != top && !masked {
+                        let x = x0 + b * N;
+                        let sum = (0..N)
+                            .flat_map(|dy| &src[(row * N + dy) * nx + x..][..N])
+                            .map(|&v| u64::from(v.get()))
+                            .sum();
+                        *o = finish(sum, mx, job);
+                    }
+                }
             }
         }
     }
 }
 
-/// Adds one source row of a tile: `n` pixels to each bin. Without branches, so it vectorises.
-#[inline(always)]
-fn add_line<T: Count>(line: &[T], n: usize, saturation: u32, sums: &mut [u32], flags: &mut [u8]) {
-    for ((s, f), px) in sums
-        .iter_mut()
-        .zip(flags.iter_mut())
-        .zip(line.chunks_exact(n))
-    {
-        let mut sum = *s;
-        let mut flag = *f;
-        for &v in px {
-            let c = v.get();
-            sum = sum.saturating_add(c);
-            flag |= INVALID * u8::from(c == T::MAX.get());
-            flag |= SATURATED * u8::from(c >= saturation);
+/// Any bin size, one bin at a time, in u64.
+fn bin_plain<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &mut [u32]) {
+    let (nx, n) = (job.nx, job.n);
+    let bx = out.len() / (src.len() / nx / n);
+    for (k, o) in out.iter_mut().enumerate() {
+        let (x, y) = (k % bx * n, k / bx * n);
+        let pixels = (y..y + n).flat_map(|r| r * nx + x..r * nx + x + n);
+        let (mut sum, mut mx, mut bits) = (0u64, 0u32, 0u32);
+        for i in pixels {
+            sum += u64::from(src[i].get());
+            mx = mx.max(src[i].get());
+            bits |= mask.map_or(0, |m| m[i]);
         }
-        *s = sum;
-        *f = flag;
+        *o = if mx == T::MAX.get() || bits != 0 {
+            u32::MAX
+        } else {
+            finish(sum, mx, job)
+        };
     }
 }
 
-/// The bin's value from its saturating sum and flags.
+/// A valid bin's value from its exact sum and its largest pixel.
 #[inline(always)]
-fn finish(sum: u32, flags: u8, floor: u32) -> u32 {
-    let sum = sum.min(u32::MAX - 1);
-    if flags & INVALID != 0 {
-        u32::MAX
-    } else if flags & SATURATED != 0 {
-        sum.max(floor)
+fn finish(sum: u64, max: u32, job: &Job) -> u32 {
+    if max >= job.saturation {
+        clamp(sum).max(job.floor)
     } else {
-        sum
+        clamp(sum)
     }
 }
 
