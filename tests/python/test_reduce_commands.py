@@ -234,20 +234,23 @@ def expected(name, src_master):
     elif args[0] == "sum":
         k = int(args[args.index("--frames") + 1])
         want = sum_frames(frames, k, source_saturation(src_master))
-        fields = dict(x_pixel_size=d["x_pixel_size"], beam_center_x=d["beam_center_x"],
+        fields = dict(x_pixel_size=d["x_pixel_size"], y_pixel_size=d["y_pixel_size"],
+                      beam_center_x=d["beam_center_x"], beam_center_y=d["beam_center_y"],
                       saturation_value=min(sat * k, top), count_time=d["count_time"] * k,
                       frame_time=d["frame_time"] * k, bit_depth_image=32)
     elif args[0] == "roi":
         x, y, w, h = ROI
         want = frames[:, y: y + h, x: x + w]
         mask = mask[y: y + h, x: x + w]
-        fields = dict(x_pixel_size=d["x_pixel_size"], beam_center_x=d["beam_center_x"] - x,
+        fields = dict(x_pixel_size=d["x_pixel_size"], y_pixel_size=d["y_pixel_size"],
+                      beam_center_x=d["beam_center_x"] - x,
                       beam_center_y=d["beam_center_y"] - y, saturation_value=sat,
                       bit_depth_image=8 * frames.dtype.itemsize)
     else:
         want = frames
-        fields = dict(x_pixel_size=d["x_pixel_size"], beam_center_x=d["beam_center_x"],
-                      beam_center_y=d["beam_center_y"], saturation_value=sat,
+        fields = dict(x_pixel_size=d["x_pixel_size"], y_pixel_size=d["y_pixel_size"],
+                      beam_center_x=d["beam_center_x"], beam_center_y=d["beam_center_y"],
+                      saturation_value=sat,
                       bit_depth_image=8 * frames.dtype.itemsize)
     return want, mask, fields
 
@@ -353,14 +356,17 @@ def test_nxmx_places_the_beam_at_the_beam_centre(name, sources, outputs):
         chain = nxmx.get_dependency_chain(module.fast_pixel_direction.depends_on)
         origin = nxmx.get_cumulative_transformation(chain)[0, :3, 3]
         assert origin[0] / px == pytest.approx(fields["beam_center_x"])
+        py = module.slow_pixel_direction[()].to("mm").magnitude
+        assert py == pytest.approx(fields["y_pixel_size"] * 1e3)
+        assert origin[1] / py == pytest.approx(fields["beam_center_y"])
         assert origin[2] == pytest.approx(150.0)
-    # The same point in the source: the output's pixel (0, 0) corner is the input's.
+    # The output's pixel (0, 0) corner is the input's (an ROI's is its origin's).
     with h5py.File(sources[src]) as f:
         [m0] = nxmx.NXmx(f).entries[0].instruments[0].detectors[0].modules
         o0 = nxmx.get_cumulative_transformation(
             nxmx.get_dependency_chain(m0.fast_pixel_direction.depends_on))[0, :3, 3]
-    shift = ROI[0] * 0.075 if CASES[name][1][0] == "roi" else 0.0
-    assert origin[0] == pytest.approx(o0[0] - shift)
+    shift = np.array(ROI[:2]) * 0.075 if CASES[name][1][0] == "roi" else np.zeros(2)
+    assert origin[:2] == pytest.approx(o0[:2] - shift)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
