@@ -320,7 +320,7 @@ impl Dispersion {
     fn slide(&mut self, lo: usize, hi: usize) {
         let nx = self.nx;
         let rows = 2 * self.ky + 2;
-        let squares = self.p.extended;
+        let squares = true;
         if lo >= self.sum_hi || lo < self.sum_lo {
             self.col_m.fill(0);
             self.col_x.fill(0);
@@ -379,10 +379,18 @@ impl Dispersion {
         let nx = self.nx;
         let rows = 2 * self.ky + 2;
         let slot = (j % rows) * nx;
+        // A window is over-dispersed only if its sum x exceeds g (1 + sb sqrt(2 / (m - 1))):
+        // its sum of squares is at most x^2, so m y - x^2 <= (m - 1) x^2. The bound is least
+        // at the smallest or the largest window.
+        let least_sum =
+            |m: f64| self.p.gain * (1.0 + self.p.sigma_background * (2.0 / (m - 1.0)).sqrt());
+        let window = ((2 * self.kx + 1) * (2 * self.ky + 1)) as f64;
+        let over_floor = least_sum(f64::from(self.min_count)).min(least_sum(window));
         let test = RowTest {
             extended: self.p.extended,
             k: self.kx,
             min_count: self.min_count,
+            over_floor: (over_floor * (1.0 - SIEVE)) as f32,
             above: self.above,
             gain: self.p.gain,
             sigma_b: self.p.sigma_background,
@@ -413,17 +421,10 @@ impl Dispersion {
                 if !stands_out(m, sx, self.ring[slot + x], test.gain, test.sigma_s) {
                     continue;
                 }
-                // Only now the exact sum of squares, straight from the rows, for the
-                // dispersion test.
+                // Only now the window's sum of squares, from the column sums of squares, for
+                // the dispersion test.
                 let (wl, wh) = (self.win_lo[x] as usize, self.win_hi[x] as usize);
-                let mut sy = 0u64;
-                for r in lo..hi {
-                    let s = (r % rows) * nx;
-                    sy += self.ring[s + wl..s + wh]
-                        .iter()
-                        .map(|&c| u64::from(c) * u64::from(c))
-                        .sum::<u64>();
-                }
+                let sy = self.col_y[wl..wh].iter().sum::<u64>();
                 if !over_dispersed(m, sx, sy, test.gain, test.sigma_b) {
                     continue;
                 }
@@ -620,9 +621,14 @@ fn stands_out(m: u32, x: u64, v: u32, gain: f64, ss: f64) -> bool {
 /// `m y - x^2 > gain x (m - 1 + sb sqrt(2 (m - 1)))`.
 #[inline]
 fn over_dispersed(m: u32, x: u64, y: u64, gain: f64, sb: f64) -> bool {
-    let a = i128::from(m) * i128::from(y) - i128::from(x) * i128::from(x);
+    // In 64 bits when that cannot overflow (always, but for huge windows of huge counts):
+    // converting from 128 bits is a library call.
+    let a = match (u64::from(m).checked_mul(y), x.checked_mul(x)) {
+        (Some(my), Some(xx)) if my < 1 << 62 && xx < 1 << 62 => (my as i64 - xx as i64) as f64,
+        _ => (i128::from(m) * i128::from(y) - i128::from(x) * i128::from(x)) as f64,
+    };
     let m1 = f64::from(m - 1);
-    a > 0 && a as f64 > gain * x as f64 * (m1 + sb * (2.0 * m1).sqrt())
+    a > 0.0 && a > gain * x as f64 * (m1 + sb * (2.0 * m1).sqrt())
 }
 
 /// The positions of the nonzero bytes of `flags`, into `out`, skipping zeros eight at a time.
@@ -716,6 +722,8 @@ struct RowTest {
     extended: bool,
     k: usize,
     min_count: u32,
+    /// Below this window sum no window is over-dispersed (less the sieve's margin).
+    over_floor: f32,
     above: u32,
     gain: f64,
     sigma_b: f64,
@@ -797,13 +805,15 @@ impl RowTest {
                 // The pixel against its window's mean, squared: m v - x > ss sqrt(g x m). In
                 // single precision, eight pixels a step, as a sieve that lets through everything
                 // within 0.1% of passing; `stands_out` decides for the few that do. (An unusable
-                // pixel is 0, below `above`, which is at least 1.)
-                let above = self.above;
+                // pixel is 0, below `above`, which is at least 1.) A window whose sum is too
+                // small to be over-dispersed fails too: on a dark frame that is most windows
+                // around a lone count, which stands out.
+                let (above, floor) = (self.above, self.over_floor);
                 let ss2g = (ss * ss * g * (1.0 - SIEVE)) as f32;
                 for (((f, &m), &x), &v) in flags.iter_mut().zip(m).zip(x).zip(v) {
                     let (mf, xf) = (f32::from(m), x as f32);
                     let b = mf * v as f32 - xf;
-                    let sieve = b * b.abs() >= ss2g * xf * mf;
+                    let sieve = (b * b.abs() >= ss2g * xf * mf) & (xf >= floor);
                     *f = u8::from((v >= above) & (u32::from(m) >= min_count) & sieve);
                 }
             }

@@ -76,6 +76,11 @@ const PASSES: usize = 5;
 /// Counters per annulus histogram: values below `LARGE` are counted, larger ones listed.
 const CAP: usize = 64;
 const LARGE: usize = CAP - 1;
+/// The histogram's rows are a power of two plus this many counters (one cache line) apart: a
+/// power of two apart, one annulus's counters for every value would share one set of the L1
+/// cache, and evict each other.
+const ROW_PAD_LOG2: i32 = 4;
+const ROW_PAD: usize = 1 << ROW_PAD_LOG2;
 /// The first pass notes the maximum of each chunk of this many pixels (row-major, aligned in the
 /// frame): one cache line of a uint32 frame. The AVX-512 kernel takes a chunk a step.
 const CHUNK: usize = 16;
@@ -99,9 +104,10 @@ pub(crate) struct Radial {
     block_bins: Vec<(u16, u16)>,
     /// The lowest `seed` of each group of `GROUP` annuli.
     lowest: Vec<u32>,
-    /// `CAP` rows of `1 << shift` counters, one per annulus (`hist[value << shift | bin]`;
-    /// zeros are not counted), and (bin, value) of the values from `LARGE` up.
-    hist: Vec<u32>,
+    /// `CAP` rows of `ROW_PAD + 1 << shift` counters, one per annulus (`value << shift |
+    /// value * ROW_PAD + bin`, see [`Run::counter`]; zeros are not counted), and (bin, value)
+    /// of the values from `LARGE` up.
+    hist: Histogram,
     shift: u32,
     /// `hist` with each annulus's counters side by side, for the clipping.
     by_bin: Vec<u32>,
@@ -184,6 +190,10 @@ impl Radial {
             }
         }
         let shift = bins.next_power_of_two().ilog2();
+        let hist = Histogram::new(
+            CAP * ((1 << shift) + ROW_PAD),
+            usable_in.iter().max().copied().unwrap_or(0),
+        );
         Ok(Radial {
             p,
             usable_in,
@@ -194,7 +204,7 @@ impl Radial {
             lowest: Vec::new(),
             bin_of,
             bins,
-            hist: vec![0; CAP << shift],
+            hist,
             shift,
             by_bin: Vec::new(),
             large: Vec::new(),
@@ -215,7 +225,7 @@ impl Radial {
     }
 
     pub fn begin(&mut self) {
-        self.hist.fill(0);
+        self.hist.clear();
         self.large.clear();
         self.chunk_max.fill(0);
     }
@@ -259,11 +269,7 @@ impl Radial {
             // (Simd::available).
             Simd::Avx512 => unsafe { count_avx512(&run, maxima, todo) },
         };
-        // The increments, the one part no vector unit does, run apart from the loop that finds
-        // them: a loop that does both waits on its own stores.
-        for &c in &self.todo[..n] {
-            self.hist[c as usize] += 1;
-        }
+        self.hist.add(&self.todo[..n]);
         if largest as usize >= LARGE {
             for (&v, &b) in values.iter().zip(bins) {
                 let v = v.get();
@@ -279,12 +285,12 @@ impl Radial {
         self.large.sort_unstable();
         let k = self.p.min_snr;
         let mut large = &self.large[..];
-        // Each annulus's counters side by side, read in order (the rows are 2^shift apart).
+        // Each annulus's counters side by side, read in order.
         self.by_bin.resize(self.bins * CAP, 0);
         for v in 1..CAP {
-            let row = &self.hist[v << self.shift..][..self.bins];
-            for (bin, &c) in row.iter().enumerate() {
-                self.by_bin[bin * CAP + v] = c;
+            let row = v * ((1 << self.shift) + ROW_PAD);
+            for bin in 0..self.bins {
+                self.by_bin[bin * CAP + v] = self.hist.get(row + bin);
             }
         }
         for bin in 0..self.bins {
@@ -559,6 +565,47 @@ impl Radial {
     }
 }
 
+/// The annuli's counters: 16-bit where no annulus has 2^16 usable pixels (every EIGER with the
+/// beam on it), which halves the cache they take, else 32-bit.
+enum Histogram {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Histogram {
+    fn new(len: usize, most_in_one_annulus: u32) -> Histogram {
+        if most_in_one_annulus <= u32::from(u16::MAX) {
+            Histogram::Narrow(vec![0; len])
+        } else {
+            Histogram::Wide(vec![0; len])
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Histogram::Narrow(h) => h.fill(0),
+            Histogram::Wide(h) => h.fill(0),
+        }
+    }
+
+    /// Adds one to each counter listed. The increments, the one part no vector unit does, run
+    /// apart from the loop that finds them: a loop that does both waits on its own stores.
+    fn add(&mut self, counters: &[u32]) {
+        match self {
+            Histogram::Narrow(h) => counters.iter().for_each(|&c| h[c as usize] += 1),
+            Histogram::Wide(h) => counters.iter().for_each(|&c| h[c as usize] += 1),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            Histogram::Narrow(h) => u32::from(h[i]),
+            Histogram::Wide(h) => h[i],
+        }
+    }
+}
+
 /// One run of usable pixels for the histogram kernels: `values` are the frame's pixels
 /// `at..at + values.len()`, `bins` their annuli.
 struct Run<'a, T> {
@@ -580,7 +627,7 @@ impl<T: Pixel> Run<'_, T> {
         } else {
             LARGE as u32
         };
-        v << self.shift | u32::from(bin)
+        (v << self.shift) + v * ROW_PAD as u32 + u32::from(bin)
     }
 
     /// [`count`] over the pixels `from..to` of the run.
@@ -594,19 +641,13 @@ impl<T: Pixel> Run<'_, T> {
     }
 }
 
-/// # Safety
-/// The CPU must run AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn count_avx2<T: Pixel>(run: &Run<T>, maxima: &mut [u16], todo: &mut [u32]) -> (usize, u32) {
-    count(run, maxima, todo)
-}
-
 /// Lists in `todo` the counters that a run's nonzero pixels increment, notes each chunk's
 /// maximum in `maxima`, and returns how many counters it listed and the run's largest value.
 ///
 /// Zeros are not counted (an annulus's zeros are its usable pixels less the others), so a
-/// dark frame costs little more than reading it.
+/// dark frame costs little more than reading it. Every pixel's counter is written and kept
+/// only when the pixel is not 0: no branch on the data to mispredict. `todo` holds at least
+/// one more counter than the run has pixels.
 #[inline(always)]
 fn count<T: Pixel>(run: &Run<T>, maxima: &mut [u16], todo: &mut [u32]) -> (usize, u32) {
     let (mut n, mut largest) = (0, 0);
@@ -618,16 +659,115 @@ fn count<T: Pixel>(run: &Run<T>, maxima: &mut [u16], todo: &mut [u32]) -> (usize
         for (v, &bin) in run.values[i..end].iter().zip(&run.bins[i..end]) {
             let v = v.get();
             max = max.max(v);
-            if v != 0 {
-                todo[n] = run.counter(v, bin);
-                n += 1;
-            }
+            todo[n] = run.counter(v, bin);
+            n += usize::from(v != 0);
         }
         maxima[chunk] = maxima[chunk].max(max.min(u32::from(u16::MAX)) as u16);
         largest = largest.max(max);
         i = end;
     }
     (n, largest)
+}
+
+/// For each 8-bit mask, the positions of its set bits, in order: the lane permutation that packs
+/// the lanes a mask selects to the front (what AVX-512's `vpcompressd` does in one instruction).
+#[cfg(target_arch = "x86_64")]
+static PACK: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut lane, mut k) = (0, 0);
+        while lane < 8 {
+            if mask >> lane & 1 != 0 {
+                table[mask][k] = lane as u32;
+                k += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
+/// [`count`] eight pixels a step, as [`count_avx512`] does sixteen, packing the nonzero
+/// pixels' counters with a permutation from [`PACK`].
+///
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn count_avx2<T: Pixel>(run: &Run<T>, maxima: &mut [u16], todo: &mut [u32]) -> (usize, u32) {
+    use std::any::TypeId;
+    use std::arch::x86_64::*;
+    let wide = TypeId::of::<T>() == TypeId::of::<u32>();
+    if !(wide || TypeId::of::<T>() == TypeId::of::<u16>()) {
+        return count(run, maxima, todo);
+    }
+    let len = run.values.len();
+    let head = ((CHUNK - run.at % CHUNK) % CHUNK).min(len);
+    let body = head + (len - head) / CHUNK * CHUNK;
+    let (mut n, mut largest) = count(&run.part(0, head), maxima, todo);
+    // Each half step stores 8 counters at `todo[n..]`, n < len.
+    assert!(todo.len() >= len + CHUNK);
+    let large = _mm256_set1_epi32(LARGE as i32);
+    let limit = _mm256_set1_epi32(run.limit as i32);
+    let shift = _mm_cvtsi32_si128(run.shift as i32);
+    let mut all_max = _mm256_setzero_si256();
+    for i in (head..body).step_by(CHUNK) {
+        let mut chunk_max = _mm256_setzero_si256();
+        for half in [i, i + CHUNK / 2] {
+            // SAFETY: half + 8 <= len, so the loads read 8 pixels and 8 bins of the run; T is
+            // u32 or u16 (checked above), read as such.
+            let (v, bins) = unsafe {
+                let p = run.values.as_ptr().add(half).cast::<u8>();
+                let v = if wide {
+                    _mm256_loadu_si256(p.cast())
+                } else {
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))
+                };
+                let b = _mm_loadu_si128(run.bins.as_ptr().add(half).cast());
+                (v, _mm256_cvtepu16_epi32(b))
+            };
+            let over = _mm256_cmpeq_epi32(_mm256_max_epu32(v, limit), v);
+            let value = _mm256_blendv_epi8(_mm256_min_epu32(v, large), large, over);
+            let counters = _mm256_add_epi32(
+                _mm256_add_epi32(_mm256_sll_epi32(value, shift), bins),
+                _mm256_slli_epi32::<ROW_PAD_LOG2>(value),
+            );
+            let zero = _mm256_cmpeq_epi32(v, _mm256_setzero_si256());
+            let nonzero = !_mm256_movemask_ps(_mm256_castsi256_ps(zero)) as u32 & 0xff;
+            // SAFETY: PACK's rows are 8 u32; n <= half < len, and todo holds len + CHUNK
+            // counters.
+            unsafe {
+                let order = _mm256_loadu_si256(PACK[nonzero as usize].as_ptr().cast());
+                _mm256_storeu_si256(
+                    todo.as_mut_ptr().add(n).cast(),
+                    _mm256_permutevar8x32_epi32(counters, order),
+                );
+            }
+            n += nonzero.count_ones() as usize;
+            chunk_max = _mm256_max_epu32(chunk_max, v);
+        }
+        let max = _mm_max_epu32(
+            _mm256_castsi256_si128(chunk_max),
+            _mm256_extracti128_si256(chunk_max, 1),
+        );
+        let max = _mm_max_epu32(max, _mm_shuffle_epi32(max, 0b01_00_11_10));
+        let max = _mm_max_epu32(max, _mm_shuffle_epi32(max, 0b10_11_00_01));
+        let max = _mm_cvtsi128_si32(max) as u32;
+        let chunk = (run.at + i) / CHUNK;
+        maxima[chunk] = maxima[chunk].max(max.min(u32::from(u16::MAX)) as u16);
+        all_max = _mm256_max_epu32(all_max, chunk_max);
+    }
+    let all = _mm_max_epu32(
+        _mm256_castsi256_si128(all_max),
+        _mm256_extracti128_si256(all_max, 1),
+    );
+    let all = _mm_max_epu32(all, _mm_shuffle_epi32(all, 0b01_00_11_10));
+    let all = _mm_max_epu32(all, _mm_shuffle_epi32(all, 0b10_11_00_01));
+    largest = largest.max(_mm_cvtsi128_si32(all) as u32);
+    let (tail_n, tail_largest) = count(&run.part(body, len), maxima, &mut todo[n..]);
+    (n + tail_n, largest.max(tail_largest))
 }
 
 /// [`count`] a chunk per step: the counters of the chunk's 16 pixels worked out together, the
@@ -665,7 +805,9 @@ unsafe fn count_avx512<T: Pixel>(
         let (v, bins) = unsafe {
             let p = run.values.as_ptr().add(i).cast::<u8>();
             let v = if wide {
-                _mm512_loadu_si512(p.cast())
+                let lo = _mm256_loadu_si256(p.cast());
+                let hi = _mm256_loadu_si256(p.add(32).cast());
+                _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
             } else {
                 _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))
             };
@@ -675,7 +817,10 @@ unsafe fn count_avx512<T: Pixel>(
         let nonzero = _mm512_test_epi32_mask(v, v);
         let over = _mm512_cmpge_epu32_mask(v, limit);
         let value = _mm512_mask_mov_epi32(_mm512_min_epu32(v, large), over, large);
-        let counters = _mm512_or_si512(_mm512_sll_epi32(value, shift), bins);
+        let counters = _mm512_add_epi32(
+            _mm512_add_epi32(_mm512_sll_epi32(value, shift), bins),
+            _mm512_slli_epi32::<{ ROW_PAD_LOG2 as u32 }>(value),
+        );
         // SAFETY: n <= i - head + head = i < len, and todo holds len + CHUNK counters.
         unsafe {
             _mm512_storeu_si512(
@@ -684,7 +829,14 @@ unsafe fn count_avx512<T: Pixel>(
             );
         }
         n += nonzero.count_ones() as usize;
-        let max = _mm512_reduce_max_epu32(v);
+        let max = _mm256_max_epu32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        let max = _mm_max_epu32(
+            _mm256_castsi256_si128(max),
+            _mm256_extracti128_si256(max, 1),
+        );
+        let max = _mm_max_epu32(max, _mm_shuffle_epi32(max, 0b01_00_11_10));
+        let max = _mm_max_epu32(max, _mm_shuffle_epi32(max, 0b10_11_00_01));
+        let max = _mm_cvtsi128_si32(max) as u32;
         let chunk = (run.at + i) / CHUNK;
         maxima[chunk] = maxima[chunk].max(max.min(u32::from(u16::MAX)) as u16);
         all_max = _mm512_max_epu32(all_max, v);
@@ -807,6 +959,25 @@ mod tests {
             assert!(peaks[0].len() > 40, "limit {limit}: {}", peaks[0].len());
             assert!(peaks.windows(2).all(|w| w[0] == w[1]), "limit {limit}");
         }
+    }
+
+    #[test]
+    fn narrow_and_wide_histograms_count_alike() {
+        // 16-bit counters only where no annulus can reach 2^16 pixels; both count the same.
+        let (mut narrow, mut wide) = (Histogram::new(8, 65535), Histogram::new(8, 65536));
+        assert!(matches!(narrow, Histogram::Narrow(_)) && matches!(wide, Histogram::Wide(_)));
+        let counters: Vec<u32> = (0..65535u32).map(|k| k % 3 * 2).collect();
+        for h in [&mut narrow, &mut wide] {
+            h.add(&counters);
+            h.add(&[7]);
+        }
+        for i in 0..8 {
+            assert_eq!(narrow.get(i), wide.get(i), "counter {i}");
+        }
+        assert_eq!(
+            (narrow.get(0), narrow.get(2), narrow.get(7)),
+            (21845, 21845, 1)
+        );
     }
 
     /// A `nx x ny` frame with `pixels` set, and a finder over it with the panels given.
