@@ -14,7 +14,7 @@ use std::hint::black_box;
 use anyhow::{Context, Result};
 use hdrmx_core::codec::lossy::{Inner, Lossy};
 use hdrmx_core::codec::{Binning, Bitshuffle, Codec, Compression};
-use hdrmx_core::reduce::bin::{bin, binned_shape};
+use hdrmx_core::reduce::bin::{bin, binned_shape, BinMask};
 use hdrmx_core::sim::{self, Detector, Frame, FrameSpec, PixelType};
 use serde::Serialize;
 
@@ -56,7 +56,8 @@ struct Row {
 struct BinTime {
     frame: &'static str,
     n: usize,
-    masked: bool,
+    /// How the pixel mask is applied: none, `bin(.., Some(mask), ..)`, or a prepared `BinMask`.
+    mask: &'static str,
     ms: f64,
     reference_ms: f64,
     ratio: f64,
@@ -196,16 +197,20 @@ fn bin_times(frame: &'static str, f: &Frame, seconds: f64) -> Vec<BinTime> {
     for n in 2..=4 {
         let (bx, by) = binned_shape(f.nx, f.ny, n);
         let mut binned = vec![0u32; bx * by];
-        for masked in [false, true] {
-            let mask = masked.then_some(&f.mask[..]);
+        let prepared = BinMask::new(&f.mask, f.nx, f.ny, n);
+        for mask in ["none", "pixel_mask", "BinMask"] {
             let t = median_seconds(seconds, || {
-                bin(&f.pixels, f.nx, f.ny, n, mask, None, &mut binned);
+                match mask {
+                    "none" => bin(&f.pixels, f.nx, f.ny, n, None, None, &mut binned),
+                    "pixel_mask" => bin(&f.pixels, f.nx, f.ny, n, Some(&f.mask), None, &mut binned),
+                    _ => prepared.bin(&f.pixels, None, &mut binned),
+                }
                 black_box(&binned);
             });
             out.push(BinTime {
                 frame,
                 n,
-                masked,
+                mask,
                 ms: t * 1e3,
                 reference_ms: reference * 1e3,
                 ratio: t / reference,
@@ -322,7 +327,7 @@ fn print(report: &Report, bias_frame: &str) -> Result<()> {
     }
     outln!("\nBinning one frame, one thread (reference: one plain pass summing the frame):");
     outln!(
-        "{:<18} {:>2} {:>6} {:>9} {:>14} {:>7}",
+        "{:<18} {:>2} {:>10} {:>9} {:>14} {:>7}",
         "frame",
         "n",
         "mask",
@@ -332,10 +337,10 @@ fn print(report: &Report, bias_frame: &str) -> Result<()> {
     );
     for b in &report.binning {
         outln!(
-            "{:<18} {:>2} {:>6} {:>9.2} {:>14.2} {:>7.2}",
+            "{:<18} {:>2} {:>10} {:>9.2} {:>14.2} {:>7.2}",
             b.frame,
             b.n,
-            if b.masked { "yes" } else { "no" },
+            b.mask,
             b.ms,
             b.reference_ms,
             b.ratio
