@@ -6,6 +6,7 @@
 //! reducing and encoding run on rayon's pool a batch of output frames at a time; the chunks are
 //! then written in order.
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -234,13 +235,62 @@ fn progress(frames: u64) -> ProgressBar {
     bar
 }
 
-/// Per-thread buffers, reused from frame to frame.
+/// Working buffers of one rayon job, reused from frame to frame and, through a [`Pool`], from
+/// batch to batch: a fresh frame-sized buffer costs a page fault per 4 KiB.
 struct Scratch<T, O> {
     frame: Vec<T>,
     out: Vec<O>,
-    encoded: Vec<u8>,
     /// `hdrmx sum`'s running sum (starts a new group after each output frame).
     summer: Option<Summer>,
+}
+
+fn scratch<T, O>() -> Scratch<T, O> {
+    Scratch {
+        frame: Vec::new(),
+        out: Vec::new(),
+        summer: None,
+    }
+}
+
+/// Buffers handed back after use, for the next job to take.
+struct Pool<S>(Mutex<Vec<S>>);
+
+impl<S> Pool<S> {
+    fn new() -> Pool<S> {
+        Pool(Mutex::new(Vec::new()))
+    }
+
+    fn take(&self, make: impl FnOnce() -> S) -> S {
+        let item = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        item.unwrap_or_else(make)
+    }
+
+    fn give(&self, item: S) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(item);
+    }
+}
+
+/// A pooled item that goes back to its pool when the job holding it ends.
+struct Lease<'a, S> {
+    item: Option<S>,
+    pool: &'a Pool<S>,
+}
+
+impl<S> Lease<'_, S> {
+    fn get(&mut self) -> &mut S {
+        self.item.as_mut().expect("held until dropped")
+    }
+}
+
+impl<S> Drop for Lease<'_, S> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.pool.give(item);
+        }
+    }
 }
 
 /// Makes output frames `0..count` with `make(j, scratch)` (which leaves frame `j` in
@@ -258,45 +308,47 @@ where
     F: Fn(u64, &mut Scratch<T, O>) -> Result<()> + Sync + Send,
 {
     let bar = progress(count);
-    // A few frames per thread in flight: enough to keep every core busy while the writer
-    // (one thread, under the HDF5 lock) stores the batch before.
+    let scratches = Pool::new();
+    // Encoded chunks, each kept at the codec's worst-case length so that it is zeroed once.
+    let chunks_pool: Pool<Vec<u8>> = Pool::new();
+    // A few frames per thread in flight: enough to keep every core busy; the writer (one
+    // thread, under the HDF5 lock) then stores the batch, which takes far less time.
     let batch = (rayon::current_num_threads() * 2) as u64;
     let mut start = 0;
     while start < count {
         let end = (start + batch).min(count);
-        let chunks: Vec<Result<Vec<u8>>> = (start..end)
+        let lease = || Lease {
+            item: Some(scratches.take(&init)),
+            pool: &scratches,
+        };
+        let chunks: Vec<Result<(Vec<u8>, usize)>> = (start..end)
             .into_par_iter()
-            .map_init(&init, |s, j| -> Result<Vec<u8>> {
+            .map_init(lease, |s, j| {
+                let s = s.get();
                 make(j, s)?;
                 let raw: &[u8] = bytemuck::cast_slice(&s.out);
-                s.encoded.resize(codec.max_encoded_len(raw.len()), 0);
+                let mut chunk = chunks_pool.take(Vec::new);
+                chunk.resize(codec.max_encoded_len(raw.len()), 0);
                 let n = codec
-                    .encode_into(raw, &mut s.encoded)
+                    .encode_into(raw, &mut chunk)
                     .with_context(|| format!("encoding output frame {j}"))?;
-                Ok(s.encoded[..n].to_vec())
+                Ok((chunk, n))
             })
             .collect();
         // In order, so that the error reported is the first frame's that failed, whichever
         // thread met its error first.
         for (j, chunk) in (start..end).zip(chunks) {
+            let (chunk, n) = chunk?;
             writer
-                .write_chunk(&chunk?)
+                .write_chunk(&chunk[..n])
                 .with_context(|| format!("writing output frame {j}"))?;
+            chunks_pool.give(chunk);
             bar.inc(1);
         }
         start = end;
     }
     bar.finish_and_clear();
     Ok(writer.finish()?)
-}
-
-fn scratch<T, O>() -> Scratch<T, O> {
-    Scratch {
-        frame: Vec::new(),
-        out: Vec::new(),
-        encoded: Vec::new(),
-        summer: None,
-    }
 }
 
 /// Calls `$body` with `$t` the input's pixel type.
