@@ -442,8 +442,11 @@ impl Radial {
         // Each peak's local background is read from a frame no longer in cache: the next
         // peaks' windows are asked for while this one is measured.
         const PEAKS_AHEAD: usize = 2;
-        let mut ahead = self.components.iter().skip(PEAKS_AHEAD);
-        for members in self.components.iter() {
+        let (min, max) = (self.p.min_pix_count, self.p.max_pix_count);
+        let sized = |members: &&[u32]| (min..=max).contains(&members.len());
+        let mut ahead = self.components.iter().filter(sized).skip(PEAKS_AHEAD);
+        // Peaks of the wrong size (most are single pixels) are rejected unmeasured.
+        for members in self.components.iter().filter(sized) {
             if let Some(next) = ahead.next() {
                 self.prefetch_window(frame, self.above[next[0] as usize] as usize);
             }
