@@ -382,11 +382,16 @@ pub fn bin(args: &BinArgs) -> Result<()> {
     let len = meta.nx * meta.ny;
     let w = writer(&args.input, &args.out, meta, codec)?;
     let (nx, ny) = (input.meta.nx, input.meta.ny);
-    let (mask, saturation) = (input.mask(), input.saturation());
+    let saturation = input.saturation();
+    // The mask prepared once (its length was checked by `binned`), not reread for every frame.
+    let mask = input.mask().map(|m| bin::BinMask::new(m, nx, ny, n));
     let master = by_pixel!(pixel, T => run(w, &codec, input.master.frames(), scratch::<T, u32>, |j, s| {
         input.read(j, &mut s.frame)?;
         s.out.resize(len, 0);
-        bin::bin(&s.frame, nx, ny, n, mask, saturation, &mut s.out);
+        match &mask {
+            Some(m) => m.bin(&s.frame, saturation, &mut s.out),
+            None => bin::bin(&s.frame, nx, ny, n, None, saturation, &mut s.out),
+        }
         Ok(())
     }))?;
     outln!("{}", master.display());
