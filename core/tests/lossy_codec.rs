@@ -157,6 +157,20 @@ proptest! {
     }
 }
 
+/// Found by the round-trip property: with every count exact (uint8 at q = 0.1) and every pixel
+/// masked, the masked code is 0, which is also the code of count 0; masked must win.
+#[test]
+fn all_masked_when_every_count_is_exact() {
+    for (e, q) in [(1, 100), (2, 0), (4, 1000)] {
+        let c = codec(q, false, e);
+        let truth = vec![max_of(e); 9];
+        let chunk = c.encode(&to_bytes(&truth, e)).unwrap();
+        let mut out = vec![0u8; 9 * e];
+        c.decode(&chunk, &mut out).unwrap();
+        assert_eq!(from_bytes(&out, e), truth, "e = {e}, q_milli = {q}");
+    }
+}
+
 #[test]
 fn cd_values_round_trip_and_bad_ones_are_refused() {
     let c = Lossy::new(1.0, Inner::Zstd(5), 2).unwrap();
@@ -256,8 +270,10 @@ fn header_fields_that_lie_are_named() {
     assert!(with(8, &2000u32.to_be_bytes()).contains("q = 2"));
     let huge = with(12, &(1u64 << 60).to_be_bytes());
     assert!(huge.contains("claims"), "{huge}");
-    assert!(with(20, &u32::MAX.to_be_bytes()).contains("per-code sums in"));
-    assert!(with(24, &u32::MAX.to_be_bytes()).contains("truncated"));
+    assert!(with(20, &u32::MAX.to_be_bytes()).contains("masked code"));
+    assert!(with(20, &0u32.to_be_bytes()).contains("past the masked code"));
+    assert!(with(24, &u32::MAX.to_be_bytes()).contains("per-code sums in"));
+    assert!(with(28, &u32::MAX.to_be_bytes()).contains("truncated"));
     // A chunk of the right format for a different length.
     assert!(decode_err(&c, &chunk, src.len() + 2).contains("claims"));
     assert!(decode_err(&c, &chunk, src.len() + 1).contains("whole number"));
@@ -266,8 +282,9 @@ fn header_fields_that_lie_are_named() {
     assert!(decode_err(&other, &chunk, src.len()).contains("q = 1"));
 }
 
-/// A chunk assembled by hand: header, sums as given, codes (u16) bitshuffled with LZ4.
-fn forged(q_milli: u32, codes: &[u16], sums: &[(u64, u64)]) -> Vec<u8> {
+/// A chunk assembled by hand: header, masked code, sums as given, codes (u16) bitshuffled with
+/// LZ4.
+fn forged(q_milli: u32, codes: &[u16], masked: u32, sums: &[(u64, u64)]) -> Vec<u8> {
     let mut body = Vec::new();
     let mut prev = 0;
     for &(key, d) in sums {
@@ -285,6 +302,7 @@ fn forged(q_milli: u32, codes: &[u16], sums: &[(u64, u64)]) -> Vec<u8> {
     chunk.extend([1, 2, 2, 0]);
     chunk.extend(q_milli.to_be_bytes());
     chunk.extend((codes.len() as u64).to_be_bytes());
+    chunk.extend(masked.to_be_bytes());
     chunk.extend((sums.len() as u32).to_be_bytes());
     chunk.extend((body.len() as u32).to_be_bytes());
     chunk.extend(body);
@@ -298,46 +316,51 @@ fn forged(q_milli: u32, codes: &[u16], sums: &[(u64, u64)]) -> Vec<u8> {
 fn forged_codes_and_sums_are_refused() {
     let c = codec(1000, false, 2);
     let q = Quantiser::with_max(1000, 0xFFFF).unwrap();
-    let multi = q.exact_below() + 1; // the first code covering more than one count
+    let multi = q.exact_below(); // the first code covering more than one count
     let (lo, hi) = q.range(multi).unwrap();
     assert!(hi > lo);
+    let masked = multi + 1;
     let len = 16 * 2;
     let decode = |chunk: &[u8]| {
         let mut out = vec![0u8; len];
         c.decode(chunk, &mut out).map(|()| from_bytes(&out, 2))
     };
-    // One multi-count pixel among zeros (code 1): its key has context 0.
-    let mut codes = vec![1u16; 16];
+    // One multi-count pixel among zeros and one masked pixel: the multi-count pixel's key has
+    // context 0 (its neighbours are 0).
+    let mut codes = vec![0u16; 16];
     codes[5] = multi as u16;
+    codes[9] = masked as u16;
     let key = u64::from(multi) * CONTEXTS as u64;
-    // The honest chunk decodes, to lo + d.
-    let ok = decode(&forged(1000, &codes, &[(key, 1)])).unwrap();
-    assert_eq!(ok[5], lo + 1);
+    // The honest chunk decodes, to lo + d, and the masked pixel to the maximum.
+    let ok = decode(&forged(1000, &codes, masked, &[(key, 1)])).unwrap();
+    assert_eq!((ok[5], ok[9], ok[0]), (lo + 1, 0xFFFF, 0));
     let err = |chunk: Vec<u8>| decode(&chunk).unwrap_err().to_string();
-    let m = err(forged(1000, &codes, &[(key, u64::from(hi - lo) + 1)]));
+    let m = err(forged(
+        1000,
+        &codes,
+        masked,
+        &[(key, u64::from(hi - lo) + 1)],
+    ));
     assert!(m.contains("exceeds"), "{m}");
-    let m = err(forged(1000, &codes, &[(key + 1, 0)]));
+    let m = err(forged(1000, &codes, masked, &[(key + 1, 0)]));
     assert!(m.contains("no pixel has") || m.contains("no sum"), "{m}");
-    let m = err(forged(1000, &codes, &[(key, 0), (key + 1, 0)]));
+    let m = err(forged(1000, &codes, masked, &[(key, 0), (key + 1, 0)]));
     assert!(m.contains("no pixel has"), "{m}");
-    let m = err(forged(1000, &codes, &[(key, 0), (key, 0)]));
-    assert!(
-        m.contains("keys must increase") || m.contains("per-code sums in"),
-        "{m}"
-    );
-    // A code past the table (u16 data at q = 1 has about a thousand codes).
-    let mut past = codes.clone();
-    past[3] = (q.last_code() + 1) as u16;
-    let m = err(forged(1000, &past, &[(key, 0)]));
+    let m = err(forged(1000, &codes, masked, &[(key, 0), (key, 0)]));
+    assert!(m.contains("keys must increase"), "{m}");
+    // A code past the masked code; a masked code past the table.
+    let m = err(forged(1000, &codes, masked - 1, &[(key, 0)]));
+    assert!(m.contains("past the masked code"), "{m}");
+    let m = err(forged(1000, &codes, q.last_code() + 1, &[(key, 0)]));
     assert!(m.contains("past the last code"), "{m}");
     // A missing sum: the pixel's key has none.
-    let m = decode(&forged(1000, &codes, &[])).unwrap_err().to_string();
+    let m = err(forged(1000, &codes, masked, &[]));
     assert!(m.contains("no sum for key"), "{m}");
     // Lossless chunks carry no sums.
     let lossless = codec(0, false, 2);
     let mut out = vec![0u8; len];
     let e = lossless
-        .decode(&forged(0, &codes, &[(4, 0)]), &mut out)
+        .decode(&forged(0, &codes, masked, &[(4, 0)]), &mut out)
         .unwrap_err();
     assert!(matches!(e, CodecError::Corrupt { .. }), "{e}");
 }

@@ -53,7 +53,7 @@ DATASETS = {
                            [1, 1500, 1, 2, 2]),
 }
 CORRUPT_CASES = ["truncated", "truncated_header", "garbage", "bad_version", "count_lies",
-                 "sums_count_lies", "sums_len_lies", "other_q"]
+                 "masked_code_lies", "sums_count_lies", "sums_len_lies", "other_q"]
 CORRUPT_SHAPE, CORRUPT_CHUNK = (3, 40, 50), (1, 40, 50)
 
 
@@ -167,10 +167,12 @@ def worker(argv):
                     b[4] = 99
                 elif case == "count_lies":
                     b[12:20] = (1 << 40).to_bytes(8, "big")
+                elif case == "masked_code_lies":
+                    b[20:24] = (0).to_bytes(4, "big")
                 elif case == "sums_count_lies":
-                    b[20:24] = b"\xff\xff\xff\xff"
-                elif case == "sums_len_lies":
                     b[24:28] = b"\xff\xff\xff\xff"
+                elif case == "sums_len_lies":
+                    b[28:32] = b"\xff\xff\xff\xff"
                 elif case == "other_q":
                     b[8:12] = (2000).to_bytes(4, "big")
                 d.id.write_direct_chunk((0, 0, 0), bytes(b), mask)

@@ -3,7 +3,8 @@
 //!
 //! cd_values: `[version, q in thousandths of σ, inner (0 LZ4, 1 zstd), zstd level, elem_size]`
 //! ([`CD_VERSION`] = 1). q = 0 is lossless: only the masked marker (the dtype's maximum) moves to
-//! code 0 and every count up by one, which bitshuffle packs better than a sea of `0xFFFFFFFF`.
+//! the chunk's masked code, one past its largest count, which bitshuffle packs better than a sea
+//! of `0xFFFFFFFF`.
 //!
 //! A chunk (big-endian fields), version 1:
 //!
@@ -16,9 +17,10 @@
 //! | 1 | inner compression: 0 LZ4, 1 zstd |
 //! | 4 | q in thousandths |
 //! | 8 | element count |
+//! | 4 | masked code: one past the largest code of a count; masked pixels have it |
 //! | 4 | number of per-code sums |
 //! | 4 | bytes of per-code sums |
-//! | ... | per-code sums: for each code covering more than one count that occurs, in increasing order, LEB128 (code − previous code), LEB128 (sum of the counts − pixels × bin start) |
+//! | ... | per-code sums: for each key (code · 5 + context class, see `reduce::lossy`) of a code covering more than one count that occurs, in increasing order: LEB128 (key − previous key, the first from 0), LEB128 (sum of the counts − pixels × bin start) |
 //! | ... | the codes: a filter-32008 chunk (12-byte header, LZ4 blocks or zstd frames) of the codes in the code size |
 //!
 //! Elements are in the host's byte order (little-endian on every machine this is built for), as
@@ -36,7 +38,7 @@ pub const FILTER_ID: u32 = 311;
 /// cd_values[0] and the chunk's version byte.
 pub const CD_VERSION: u32 = 1;
 pub const MAGIC: [u8; 4] = *b"HXLQ";
-pub const HEADER_LEN: usize = 28;
+pub const HEADER_LEN: usize = 32;
 /// zstd level when cd_values do not give one.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
@@ -205,7 +207,9 @@ impl Lossy {
             0
         } else {
             let q = self.quantiser();
-            let (lo, hi) = q.range(q.last_code()).expect("the last code has a range");
+            let (lo, hi) = q
+                .range(q.last_code() - 1)
+                .expect("the last bin has a range");
             let keys = last_key(&q);
             let entries = (n as u64).min(keys) as usize;
             let d_max = n as u64 * u64::from(hi - lo);
@@ -238,6 +242,7 @@ impl Lossy {
             dst[7] = self.inner.code();
             let mut pos = put_u32_be(dst, 8, self.q_milli);
             pos = put_u64_be(dst, pos, n as u64);
+            pos = put_u32_be(dst, pos, sums.masked_code);
             pos = put_u32_be(dst, pos, sums.offsets.len() as u32);
             let sums_at = pos + 4;
             let mut end = sums_at;
@@ -299,7 +304,7 @@ impl Lossy {
         let mut input = Cursor::new(NAME, &chunk[HEADER_LEN..]);
         let sums_bytes = input.take(h.sums_len as usize, || "per-code sums".into())?;
         let q = self.quantiser();
-        let sums = parse_sums(sums_bytes, h.sums_count, n, last_key(&q))?;
+        let sums = parse_sums(sums_bytes, h.sums_count, n, last_key(&q), h.masked_code)?;
         let body = &chunk[HEADER_LEN + h.sums_len as usize..];
         let codes_len = n * code_size;
         with_codes(codes_len, |codes| {
@@ -325,6 +330,7 @@ struct Header {
     inner: u8,
     q_milli: u32,
     count: u64,
+    masked_code: u32,
     sums_count: u32,
     sums_len: u32,
 }
@@ -347,6 +353,7 @@ impl Header {
         }
         let q_milli = c.u32_be(|| "chunk header".into())?;
         let count = c.u64_be(|| "chunk header".into())?;
+        let masked_code = c.u32_be(|| "chunk header".into())?;
         let sums_count = c.u32_be(|| "chunk header".into())?;
         let sums_len = c.u32_be(|| "chunk header".into())?;
         if sums_len as usize > c.remaining() {
@@ -363,23 +370,31 @@ impl Header {
             inner: fixed[7],
             q_milli,
             count,
+            masked_code,
             sums_count,
             sums_len,
         })
     }
 }
 
-/// The largest per-code sum key, `code · CONTEXTS + context`; 0 at q = 0, which has no sums.
+/// The largest per-code sum key, `code · CONTEXTS + context` (codes below the last, which is
+/// a masked code); 0 at q = 0, which has no sums.
 fn last_key(q: &Quantiser) -> u64 {
     if q.q_milli() == 0 {
         return 0;
     }
-    (u64::from(q.last_code()) + 1) * quant::CONTEXTS as u64 - 1
+    u64::from(q.last_code()) * quant::CONTEXTS as u64 - 1
 }
 
 /// Reads `count` (key delta, offset) pairs, checking the count against what the chunk could
 /// hold before allocating, and that keys increase and stay in the table.
-fn parse_sums(bytes: &[u8], count: u32, n: usize, last: u64) -> Result<Sums, CodecError> {
+fn parse_sums(
+    bytes: &[u8],
+    count: u32,
+    n: usize,
+    last: u64,
+    masked_code: u32,
+) -> Result<Sums, CodecError> {
     // Each entry takes at least two bytes, and no more entries than pixels or keys.
     if count as usize > bytes.len() / 2 || count as usize > n || u64::from(count) > last {
         return Err(corrupt(format!(
@@ -411,7 +426,10 @@ fn parse_sums(bytes: &[u8], count: u32, n: usize, last: u64) -> Result<Sums, Cod
             bytes.len() - pos
         )));
     }
-    Ok(Sums { offsets })
+    Ok(Sums {
+        masked_code,
+        offsets,
+    })
 }
 
 fn leb128_len(mut v: u64) -> usize {
@@ -506,8 +524,7 @@ fn with_aligned_output<R>(out: &mut [u8], f: impl FnOnce(&mut [u32]) -> R) -> R 
 /// size; returns (code size, sums).
 fn quantise<T: Count + bytemuck::Pod>(q: &Quantiser, values: &[T], n: usize) -> (usize, Sums) {
     let values = &values[..n];
-    let top = q.max_code(values);
-    let code_size = match top {
+    let code_size = match q.masked_code(values) {
         0..=0xFF => 1,
         0x100..=0xFFFF => 2,
         _ => 4,

@@ -9,19 +9,24 @@
 //! `lo <= v`. So every pixel is within `(q/2)·σ` of its true count, σ = √(true count).
 //!
 //! **Exact counts.** A bin is a single integer while `(q/2)·√lo < 1`, i.e. for every count below
-//! `4/q²` ([`Quantiser::exact_below`]): zeros and small counts come back exact. The dtype's
-//! maximum (EIGER's mark of a gap or dead pixel) is not a count: it gets code 0 and comes back
-//! exact too. With `q = 0` every bin is one integer: only that remap is left, and it is lossless.
+//! `⌈4/q²⌉` ([`Quantiser::exact_below`]): zeros and small counts come back exact, and their code
+//! is the count itself. With `q = 0` every bin is one integer and the codes are the counts.
 //!
-//! **Totals.** [`Quantiser::quantise`] records, for each code that covers more than one integer,
-//! how many pixels of the chunk have it (`n`) and their exact sum (`S`), as `d = S - n·lo` with
-//! `0 <= d <= n·(hi - lo)`. [`Quantiser::dequantise`] gives the j-th pixel (in raster order) of
-//! such a code `lo + ⌊d/n⌋`, plus one for the first `d mod n` of them: the values sum to `S`
-//! exactly and stay inside `[lo, hi]`, so the chunk total is exact and the bound above still holds.
+//! **Masked pixels.** The dtype's maximum (EIGER's mark of a gap or dead pixel) is not a count.
+//! It gets the chunk's *masked code*, one past the largest code its counts use, and comes back
+//! exact. In a uint32 frame that turns `0xFFFFFFFF` into a number of the counts' size, so the
+//! high bit planes bitshuffle makes are empty; the counts keep their codes, so the low planes are
+//! those of the counts themselves. At `q = 0` this remap is all that happens: lossless.
 //!
-//! Codes: 0 is a masked pixel, bin `k` is code `k + 1`, so background counts become small numbers
-//! that bitshuffle packs well. The bins depend only on `q` (in thousandths, an integer: the table
-//! is rebuilt bit for bit by any decoder) and the dtype's maximum.
+//! **Totals.** [`Quantiser::quantise`] records, for the pixels of each code that covers more than
+//! one integer, how many there are (`n`) and their exact sum (`S`), as `d = S - n·lo` with
+//! `0 <= d <= n·(hi - lo)`; separately per context class of the pixel's neighbourhood (see
+//! `Quantiser::key`). [`Quantiser::dequantise`] gives the j-th such pixel (raster order) `lo +
+//! ⌊d/n⌋`, plus one for the first `d mod n` of them: the values sum to `S` exactly and stay inside
+//! `[lo, hi]`, so the chunk total is exact and the bound above still holds.
+//!
+//! The bins depend only on `q` (in thousandths, an integer, so any decoder rebuilds the table
+//! bit for bit) and the dtype's maximum.
 use super::Count;
 use std::sync::{Arc, Mutex};
 
@@ -32,8 +37,6 @@ pub const Q_SCALE: u32 = 1000;
 pub const MIN_Q_MILLI: u32 = 100;
 /// The largest step, in thousandths (q = 100: bins of 50 σ).
 pub const MAX_Q_MILLI: u32 = 100_000;
-/// Code of a masked pixel (the dtype's maximum).
-pub const MASKED_CODE: u32 = 0;
 /// Values below this are looked up in a table; larger ones (rare: spots, hot pixels) are found
 /// by a binary search of the bin starts.
 const LUT_LEN: u32 = 1 << 16;
@@ -104,15 +107,6 @@ impl Bins {
         }
     }
 
-    /// The first count of code `code` (0 for the masked code).
-    #[inline(always)]
-    fn lo(&self, code: u32) -> u32 {
-        match code {
-            MASKED_CODE => 0,
-            c => self.starts[c as usize - 1],
-        }
-    }
-
     fn range(&self, bin: u32) -> (u32, u32) {
         let lo = self.starts[bin as usize];
         let hi = match self.starts.get(bin as usize + 1) {
@@ -173,14 +167,17 @@ pub fn q_to_milli(q: f64) -> Result<u32, String> {
 }
 
 /// Context classes per code (see `Quantiser::key`).
-pub const CONTEXTS: usize = 5;
+pub const CONTEXTS: usize = 8;
 /// Raster neighbours each side that set a pixel's context.
 const NEIGHBOURS: usize = 1;
 
-/// Per-chunk record of the pixels whose codes cover more than one count: for each key
-/// `code · CONTEXTS + context` that occurs, `d = S - n·lo`, in increasing key order.
+/// What a decoder needs besides the codes: the masked code, and for the pixels whose codes
+/// cover more than one count, for each key `code · CONTEXTS + context` that occurs,
+/// `d = S - n·lo`, in increasing key order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sums {
+    /// The code of masked pixels: one past the largest code of a count in the chunk.
+    pub masked_code: u32,
     /// `(key, d)` pairs, keys increasing.
     pub offsets: Vec<(u32, u64)>,
 }
@@ -196,7 +193,7 @@ thread_local! {
     static COUNTERS: std::cell::RefCell<Counters> = std::cell::RefCell::default();
 }
 
-/// Runs `f` on per-code counters of `len` entries, zeroed.
+/// Runs `f` on per-key counters of `len` entries, zeroed.
 fn with_counters<R>(len: usize, f: impl FnOnce(&mut [u32], &mut [u64]) -> R) -> R {
     COUNTERS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut c) => {
@@ -254,7 +251,7 @@ impl Quantiser {
         self.bins.as_ref().map_or(self.max, |b| b.exact)
     }
 
-    /// The largest code (codes are `0..=last_code()`).
+    /// The largest code a chunk can hold: the masked code when the largest bin is used.
     pub fn last_code(&self) -> u32 {
         self.bins
             .as_ref()
@@ -266,69 +263,72 @@ impl Quantiser {
         self.max
     }
 
-    /// The code of a stored value (`max` is masked: code 0).
+    /// The code of a count `v < max`.
     #[inline(always)]
     pub fn code(&self, v: u32) -> u32 {
-        if v >= self.max {
-            MASKED_CODE
-        } else {
-            match &self.bins {
-                Some(b) => b.bin(v) + 1,
-                None => v + 1,
-            }
+        match &self.bins {
+            Some(b) => b.bin(v),
+            None => v,
         }
     }
 
-    /// The counts code `code >= 1` stands for, `[lo, hi]`; `None` for code 0 or past the end.
+    /// The counts `[lo, hi]` of the code of a count; `None` past the last bin.
     pub fn range(&self, code: u32) -> Option<(u32, u32)> {
-        if code == MASKED_CODE || code > self.last_code() {
+        if code >= self.last_code() {
             return None;
         }
         Some(match &self.bins {
-            Some(b) => b.range(code - 1),
-            None => (code - 1, code - 1),
+            Some(b) => b.range(code),
+            None => (code, code),
         })
     }
 
-    /// The largest code `values` need.
-    pub fn max_code<T: Count>(&self, values: &[T]) -> u32 {
-        // The masked marker wraps to 0, so this is the largest unmasked count plus one.
+    /// The masked code of a chunk of `values`: one past the largest code of a count in it (0
+    /// when every pixel is masked). No code of the chunk is larger.
+    pub fn masked_code<T: Count>(&self, values: &[T]) -> u32 {
+        // The masked marker wraps to 0, so this is the largest count plus one.
         let top = values
             .iter()
             .map(|v| v.get().wrapping_add(1) & T::MAX.get())
             .max()
             .unwrap_or(0);
         if top == 0 {
-            MASKED_CODE
+            0
         } else {
-            self.code(top - 1)
+            self.code(top - 1) + 1
         }
     }
 
     /// The sum key of pixel `i`, which has a multi-count code: the code and a context class,
     /// how bright its brighter raster neighbour (bin start; 0 when masked or past an end) is
-    /// compared with the pixel's own bin start `lo`: below lo/8, lo/4, lo/2, lo, or above.
+    /// compared with the pixel's own bin start `lo`: below lo/8, lo/4, lo/2, lo, 2·lo, 4·lo,
+    /// 8·lo, or above.
     ///
     /// Why: the counts falling into one bin are not spread alike everywhere. A rare high count
     /// in a faint background sits near the bin's start; a pixel of a spot, among bright
     /// neighbours, is spread over the whole bin. One mean per bin for the whole chunk moves
     /// intensity from spots to the background (measured on 5x5 spot boxes: −0.03 σ_I at q = 1,
-    /// −0.14 at q = 2). Sums kept per (bin, context) follow each population (−0.01 and −0.07);
-    /// totals stay exact either way. Only codes are read, so the decoder forms the same keys.
-    /// (Measured and not better: the sum or the maximum of two neighbours each side.)
+    /// −0.14 at q = 2). Sums kept per (bin, context) follow each population (about −0.005 and
+    /// −0.08); totals stay exact either way. Only codes are read, so the decoder forms the same
+    /// keys. Measured and not better: the sum of one, two or three neighbours each side. What
+    /// is left at q = 2 comes from the first bins, {1, 2} and {3, 4}: spot wings hold more 2s
+    /// per 1 than a background pixel with the same neighbours, which a row of the frame cannot
+    /// tell apart.
     #[inline(always)]
-    fn key<C: Count>(bins: &Bins, codes: &[C], i: usize) -> usize {
-        let code = codes[i].get();
-        let lo = u64::from(bins.lo(code));
-        let left = if i > 0 {
-            bins.lo(codes[i - 1].get())
-        } else {
-            0
+    fn key<C: Count>(bins: &Bins, masked: u32, codes: &[C], i: usize) -> usize {
+        let lo = |c: u32| {
+            if c == masked {
+                0
+            } else {
+                bins.starts[c as usize]
+            }
         };
-        let right = codes.get(i + 1).map_or(0, |c| bins.lo(c.get()));
-        let around = u64::from(left.max(right)) * 8;
+        let code = codes[i].get();
+        let own = u64::from(lo(code));
+        let left = if i > 0 { lo(codes[i - 1].get()) } else { 0 };
+        let right = codes.get(i + 1).map_or(0, |c| lo(c.get()));
+        let (around, mut edge) = (u64::from(left.max(right)) * 8, own);
         let mut class = 0;
-        let mut edge = lo;
         while class + 1 < CONTEXTS && around >= edge {
             class += 1;
             edge *= 2;
@@ -336,32 +336,42 @@ impl Quantiser {
         code as usize * CONTEXTS + class
     }
 
-    /// Quantises `values` into `codes` (same length; `C` wide enough for [`Self::max_code`]) and
-    /// returns the per-(code, context) sums the decoder needs for exact totals.
+    /// Quantises `values` into `codes` (same length; `C` must hold [`Self::masked_code`]) and
+    /// returns what the decoder needs besides them.
     pub fn quantise<T: Count, C: Count>(&self, values: &[T], codes: &mut [C]) -> Sums {
         assert_eq!(values.len(), codes.len(), "one code per value");
+        let masked = self.masked_code(values);
         let Some(bins) = self.bins.as_deref() else {
-            // Lossless: the masked marker wraps to code 0, every count moves up by one.
+            // Lossless: counts are their own codes.
             for (c, v) in codes.iter_mut().zip(values) {
-                *c = C::from_u32(v.get().wrapping_add(1) & T::MAX.get());
+                let v = v.get();
+                *c = C::from_u32(if v == T::MAX.get() { masked } else { v });
             }
-            return Sums::default();
+            return Sums {
+                masked_code: masked,
+                offsets: Vec::new(),
+            };
         };
-        let top = self.max_code(values) as usize;
         let n = values.len();
-        // (The lag of the booking below.)
-        with_counters((top + 1) * CONTEXTS, |count, sum| {
+        let exact = bins.exact;
+        with_counters(masked as usize * CONTEXTS, |count, sum| {
             // A multi-count pixel is booked one step late, once its right neighbour's code is
             // known; the codes just written are still in L1.
             let mut book = |i: usize, codes: &[C]| {
-                if codes[i].get() > bins.exact {
-                    let key = Self::key(bins, codes, i);
+                let c = codes[i].get();
+                if c >= exact && c != masked {
+                    let key = Self::key(bins, masked, codes, i);
                     count[key] += 1;
                     sum[key] += u64::from(values[i].get());
                 }
             };
             for i in 0..n {
-                codes[i] = C::from_u32(self.code(values[i].get()));
+                let v = values[i].get();
+                codes[i] = C::from_u32(if v == T::MAX.get() {
+                    masked
+                } else {
+                    bins.bin(v)
+                });
                 if i >= NEIGHBOURS {
                     book(i - NEIGHBOURS, codes);
                 }
@@ -370,20 +380,24 @@ impl Quantiser {
                 book(i, codes);
             }
             let mut offsets = Vec::new();
-            for key in (bins.exact as usize + 1) * CONTEXTS..(top + 1) * CONTEXTS {
+            for key in exact as usize * CONTEXTS..masked as usize * CONTEXTS {
                 let c = count[key];
                 if c > 0 {
-                    let (lo, _) = bins.range(key as u32 / CONTEXTS as u32 - 1);
+                    let (lo, _) = bins.range((key / CONTEXTS) as u32);
                     offsets.push((key as u32, sum[key] - u64::from(c) * u64::from(lo)));
                 }
             }
-            Sums { offsets }
+            Sums {
+                masked_code: masked,
+                offsets,
+            }
         })
     }
 
     /// Reconstructs counts from `codes` and the chunk's `sums` into `out` (same length). Every
-    /// code and sum is checked: a code past the table, a sum for a key no pixel has, a sum
-    /// larger than its pixels' bins allow, or a key missing its sum, is an error.
+    /// code and sum is checked: a masked code past the table, a code past the masked code, a
+    /// sum for a key no pixel has, a sum larger than its pixels' bins allow, or a key missing
+    /// its sum, is an error.
     pub fn dequantise<C: Count, T: Count>(
         &self,
         codes: &[C],
@@ -391,35 +405,41 @@ impl Quantiser {
         out: &mut [T],
     ) -> Result<(), String> {
         assert_eq!(codes.len(), out.len(), "one value per code");
-        let last = self.last_code();
-        let mut top = 0;
-        for c in codes {
-            top = top.max(c.get());
+        let masked = sums.masked_code;
+        if masked > self.last_code() {
+            return Err(format!(
+                "masked code {masked} is past the last code {}",
+                self.last_code()
+            ));
         }
-        if top > last {
-            return Err(format!("code {top} is past the last code {last}"));
+        let top = codes.iter().map(|c| c.get()).max().unwrap_or(0);
+        if top > masked {
+            return Err(format!("code {top} is past the masked code {masked}"));
         }
         let Some(bins) = self.bins.as_deref() else {
             if !sums.offsets.is_empty() {
                 return Err("lossless chunk carries per-code sums".into());
             }
             for (o, c) in out.iter_mut().zip(codes) {
-                *o = T::from_u32(c.get().wrapping_sub(1) & T::MAX.get());
+                let c = c.get();
+                *o = T::from_u32(if c == masked { self.max } else { c });
             }
             return Ok(());
         };
-        let key_of = |i: usize| Self::key(bins, codes, i);
-        let keys = (top as usize + 1) * CONTEXTS;
+        let exact = bins.exact;
+        let key_of = |i: usize| Self::key(bins, masked, codes, i);
+        let multi = |c: u32| c >= exact && c != masked;
+        let keys = masked as usize * CONTEXTS;
         // count[k]: pixels with key k; next[k] packs the value of the key's next pixel in its
         // high half and how many more of them get the +1 in its low half.
         with_counters(keys, |count, next| {
             for (i, c) in codes.iter().enumerate() {
-                if c.get() > bins.exact {
+                if multi(c.get()) {
                     count[key_of(i)] += 1;
                 }
             }
             let mut pending = sums.offsets.iter().peekable();
-            for key in (bins.exact as usize + 1) * CONTEXTS..keys {
+            for key in exact as usize * CONTEXTS..keys {
                 let n = count[key];
                 let entry = pending.next_if(|&&(k, _)| k as usize == key);
                 if n == 0 {
@@ -431,7 +451,7 @@ impl Quantiser {
                 let Some(&(_, d)) = entry else {
                     return Err(format!("no sum for key {key}, held by {n} pixels"));
                 };
-                let (lo, hi) = bins.range(key as u32 / CONTEXTS as u32 - 1);
+                let (lo, hi) = bins.range((key / CONTEXTS) as u32);
                 let limit = u64::from(n) * u64::from(hi - lo);
                 if d > limit {
                     return Err(format!(
@@ -446,10 +466,10 @@ impl Quantiser {
             }
             for (i, (o, c)) in out.iter_mut().zip(codes).enumerate() {
                 let c = c.get();
-                let v = if c == MASKED_CODE {
+                let v = if c == masked {
                     self.max
-                } else if c <= bins.exact {
-                    c - 1
+                } else if c < exact {
+                    c
                 } else {
                     let slot = &mut next[key_of(i)];
                     let plus = *slot & 0xFFFF_FFFF;
@@ -477,7 +497,7 @@ mod tests {
         for q_milli in [100, 500, 1000, 2000, 7300] {
             let q = Quantiser::with_max(q_milli, 1 << 20).unwrap();
             let mut expect_lo = 0;
-            for code in 1..=q.last_code() {
+            for code in 0..q.last_code() {
                 let (lo, hi) = q.range(code).unwrap();
                 assert_eq!(lo, expect_lo, "bins tile the counts");
                 assert!(f64::from(hi - lo) <= q.q() / 2.0 * f64::from(lo).sqrt() + 1e-9);
@@ -492,18 +512,19 @@ mod tests {
     }
 
     #[test]
-    fn masked_is_code_zero_and_lossless_is_a_shift() {
+    fn masked_pixels_get_the_code_after_the_largest_and_lossless_keeps_counts() {
         let q = Quantiser::new::<u16>(0).unwrap();
-        assert_eq!(q.code(u32::from(u16::MAX)), 0);
-        assert_eq!(q.code(0), 1);
-        assert_eq!(q.last_code(), 65535);
-        let values: Vec<u16> = vec![0, 1, 65534, 65535, 7];
+        let values: Vec<u16> = vec![0, 1, 65535, 7, 65535];
         let mut codes = vec![0u16; 5];
         let sums = q.quantise(&values, &mut codes);
-        assert_eq!(codes, [1, 2, 65535, 0, 8]);
+        assert_eq!(sums.masked_code, 8);
+        assert_eq!(codes, [0, 1, 8, 7, 8]);
         let mut back = vec![0u16; 5];
         q.dequantise(&codes, &sums, &mut back).unwrap();
         assert_eq!(back, values);
+        // Counts up to the largest below the marker keep their codes; the marker then takes it.
+        let full: Vec<u16> = vec![65534, 65535];
+        assert_eq!(q.masked_code(&full), 65535);
     }
 
     #[test]
