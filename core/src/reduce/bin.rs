@@ -7,9 +7,10 @@
 //!   scaled `saturation_value` of the binned dataset still flags it;
 //! - a sum that would reach `u32::MAX` is `u32::MAX - 1`, so no valid bin looks invalid.
 //!
-//! One pass over the frame. Sums add in u32 with saturation: a sum can only saturate on the way
-//! to a result of at least `u32::MAX`, which clamps to `u32::MAX - 1` anyway, so the clamp loses
-//! nothing and the loops stay in 32-bit lanes.
+//! One pass over the frame (and one over the mask, if given; [`BinMask`] saves it), in 32-bit
+//! lanes: each bin keeps a wrapping u32 sum and its largest pixel, which tells an invalid bin, a
+//! saturated one, and a sum that may have wrapped (then summed again in u64; it takes counts
+//! near `2^32 / n^2`).
 
 use super::Count;
 
@@ -86,9 +87,6 @@ impl BinMask {
     }
 }
 
-/// Bins per tile: a tile's column arrays stay in L1 while its `n` source rows stream past.
-const TILE: usize = 256;
-
 /// Bins a frame of `nx` by `ny` pixels (row-major) `n` x `n` into `out`, of [`binned_shape`],
 /// by the rules in the module docs. `mask` is the NXmx `pixel_mask` (one value per pixel), if
 /// any; `saturation` the detector's `saturation_value`, if any.
@@ -158,95 +156,72 @@ unsafe fn avx2_bin<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &m
 #[inline(always)]
 fn bin_any<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &mut [u32]) {
     match (job.n, mask) {
-        (2, None) => bin_tiles::<T, 2, false>(job, src, &[], out),
-        (3, None) => bin_tiles::<T, 3, false>(job, src, &[], out),
-        (4, None) => bin_tiles::<T, 4, false>(job, src, &[], out),
-        (2, Some(m)) => bin_tiles::<T, 2, true>(job, src, m, out),
-        (3, Some(m)) => bin_tiles::<T, 3, true>(job, src, m, out),
-        (4, Some(m)) => bin_tiles::<T, 4, true>(job, src, m, out),
+        (2, _) => bin_direct::<T, 2>(job, src, mask, out),
+        (3, _) => bin_direct::<T, 3>(job, src, mask, out),
+        (4, _) => bin_direct::<T, 4>(job, src, mask, out),
         _ => bin_plain(job, src, mask, out),
     }
 }
 
-/// Tiles of [`TILE`] bins of one bin row: first down the `N` rows, per column (contiguous, so
-/// it vectorises plainly): wrapping u32 sums, maxima and OR-ed mask bits; then across each
-/// bin's `N` columns, and the rules, without branches. The largest pixel of a bin tells an
-/// invalid bin (the type's maximum), a saturated one, and whether the sum may have wrapped
-/// (only with counts near `2^32 / N^2`): those rare bins are summed again in u64.
+/// Each bin straight from its `N` rows, in registers: a wrapping u32 sum and the largest pixel.
+/// The loop over bins reads `N` interleaved columns of each row, which the compiler vectorises
+/// with shuffles. The largest pixel tells an invalid bin (the type's maximum), a saturated one,
+/// and whether the sum may have wrapped (only with counts near `2^32 / N^2`): those rare bins
+/// are summed again in u64. The mask, if any, goes in a second pass over its own rows, which
+/// marks the bins it touches.
 #[inline(always)]
-fn bin_tiles<T: Count, const N: usize, const MASKED: bool>(
+fn bin_direct<T: Count, const N: usize>(
     job: &Job,
     src: &[T],
-    mask: &[u32],
+    mask: Option<&[u32]>,
     out: &mut [u32],
 ) {
     let nx = job.nx;
     let bx = out.len() / (src.len() / nx / N);
     let safe = u32::MAX / (N * N) as u32;
     let top = T::MAX.get();
-    let mut col_sum = [0u32; TILE * 4];
-    let mut col_max = [0u32; TILE * 4];
-    let mut col_mask = [0u32; TILE * 4];
     for (row, bins) in out.chunks_exact_mut(bx).enumerate() {
-        for (t, sums) in bins.chunks_mut(TILE).enumerate() {
-            let w = sums.len() * N;
-            let x0 = t * TILE * N;
-            let (cs, cm, ck) = (&mut col_sum[..w], &mut col_max[..w], &mut col_mask[..w]);
-            for dy in 0..N {
-                let start = (row * N + dy) * nx + x0;
-                let line = &src[start..][..w];
-                if dy == 0 {
-                    for ((s, m), &v) in cs.iter_mut().zip(cm.iter_mut()).zip(line) {
-                        (*s, *m) = (v.get(), v.get());
-                    }
-                } else {
-                    for ((s, m), &v) in cs.iter_mut().zip(cm.iter_mut()).zip(line) {
-                        *s = s.wrapping_add(v.get());
-                        *m = (*m).max(v.get());
-                    }
-                }
-                if MASKED {
-                    let line = &mask[start..][..w];
-                    if dy == 0 {
-                        ck.copy_from_slice(line);
-                    } else {
-                        for (k, &v) in ck.iter_mut().zip(line) {
-                            *k |= v;
-                        }
-                    }
+        let rows: [&[T]; N] = std::array::from_fn(|dy| &src[(row * N + dy) * nx..][..bx * N]);
+        let mut wrapped = false;
+        for (b, o) in bins.iter_mut().enumerate() {
+            let mut sum = 0u32;
+            let mut mx = 0u32;
+            for r in &rows {
+                let px: &[T; N] = r[b * N..][..N].try_into().expect("N columns");
+                for &v in px {
+                    sum = sum.wrapping_add(v.get());
+                    mx = mx.max(v.get());
                 }
             }
-            let mut wrapped = false;
-            for (b, o) in sums.iter_mut().enumerate() {
-                let s: &[u32; N] = cs[b * N..][..N].try_into().expect("N columns");
-                let m: &[u32; N] = cm[b * N..][..N].try_into().expect("N columns");
-                let sum = s.iter().fold(0u32, |a, &v| a.wrapping_add(v));
-                let mx = m.iter().fold(0u32, |a, &v| a.max(v));
-                let masked = MASKED && {
-                    let k: &[u32; N] = ck[b * N..][..N].try_into().expect("N columns");
-                    k.iter().fold(0, |a, &v| a | v) != 0
-                };
-                let invalid = mx == top || masked;
-                wrapped |= mx > safe && !invalid;
-                let v = if mx >= job.saturation {
-                    sum.max(job.floor)
-                } else {
-                    sum
-                };
-                *o = if invalid { u32::MAX } else { v };
+            let invalid = mx == top;
+            wrapped |= mx > safe && !invalid;
+            let v = if mx >= job.saturation {
+                sum.max(job.floor)
+            } else {
+                sum
+            };
+            *o = if invalid { u32::MAX } else { v };
+        }
+        if wrapped {
+            for (b, o) in bins.iter_mut().enumerate() {
+                let px = rows.iter().flat_map(|r| &r[b * N..][..N]);
+                let mx = px.clone().map(|v| v.get()).max().unwrap_or(0);
+                if mx > safe && mx != top {
+                    *o = finish(px.map(|&v| u64::from(v.get())).sum(), mx, job);
+                }
             }
-            if wrapped {
-                for (b, o) in sums.iter_mut().enumerate() {
-                    let mx = cm[b * N..][..N].iter().fold(0u32, |a, &v| a.max(v));
-                    let masked = MASKED && ck[b * N..][..N].iter().any(|&k| k != 0);
-                    if mx > safe && mx != top && !masked {
-                        let x = x0 + b * N;
-                        let sum = (0..N)
-                            .flat_map(|dy| &src[(row * N + dy) * nx + x..][..N])
-                            .map(|&v| u64::from(v.get()))
-                            .sum();
-                        *o = finish(sum, mx, job);
-                    }
+        }
+        if let Some(mask) = mask {
+            let rows: [&[u32]; N] =
+                std::array::from_fn(|dy| &mask[(row * N + dy) * nx..][..bx * N]);
+            for (b, o) in bins.iter_mut().enumerate() {
+                let mut bits = 0;
+                for r in &rows {
+                    let px: &[u32; N] = r[b * N..][..N].try_into().expect("N columns");
+                    bits = px.iter().fold(bits, |a, &m| a | m);
+                }
+                if bits != 0 {
+                    *o = u32::MAX;
                 }
             }
         }
@@ -474,14 +449,14 @@ mod tests {
     }
 
     #[test]
-    fn wide_rows_span_several_tiles() {
-        let nx = TILE * 4 * 2 + 13;
+    fn wide_rows() {
+        let nx = 256 * 4 * 2 + 13;
         let src: Vec<u32> = (0..nx * 8)
             .map(|i| (i as u32).wrapping_mul(2_654_435_761) >> 8)
             .collect();
         let mut mask = vec![0u32; src.len()];
-        mask[TILE * 2 + 1] = 4;
-        mask[nx * 5 + TILE * 6] = 1;
+        mask[256 * 2 + 1] = 4;
+        mask[nx * 5 + 256 * 6] = 1;
         for n in 2..=4 {
             check(&src, nx, 8, n, Some(&mask), Some(1 << 23));
         }
