@@ -59,6 +59,10 @@ fn round_trip(v: &[u32], nx: usize, ny: usize, n: usize, elem: usize) -> Vec<u32
     let mut again = vec![0x11u8; raw.len()];
     codec.decode(&enc, &mut again).unwrap();
     assert_eq!(dec, again, "deterministic");
+    // Into a buffer not aligned for the element type: the same bytes.
+    let mut shifted = vec![0x77u8; raw.len() + 1];
+    codec.decode(&enc, &mut shifted[1..]).unwrap();
+    assert_eq!(&shifted[1..], &dec[..], "unaligned output");
     let d = from_bytes(&dec, elem);
     let max = max_of(elem);
     for (a, b) in v.iter().zip(&d) {

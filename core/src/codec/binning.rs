@@ -463,12 +463,11 @@ impl Binning {
         let bins = bx * by;
         let npx = self.frame_pixels();
         let max = u64::from(T::MAX.get()) - 1;
-        let mut frame = vec![T::MAX; npx];
         let mut invalid = vec![0u16; bins];
         let mut touched: Vec<usize> = Vec::new();
         let mut sum = vec![0u64; bins];
         let mut next_run = 0;
-        for (f, out) in out.chunks_exact_mut(npx * self.elem_size).enumerate() {
+        let mut one_frame = |f: usize, frame: &mut [T]| -> Result<(), CodecError> {
             let base = f * npx;
             for (s, b) in sum
                 .iter_mut()
@@ -522,10 +521,10 @@ impl Binning {
                 }
             }
             match n {
-                2 => spread_full::<T, 2>(&sum, n, nx, ny, &mut frame),
-                3 => spread_full::<T, 3>(&sum, n, nx, ny, &mut frame),
-                4 => spread_full::<T, 4>(&sum, n, nx, ny, &mut frame),
-                _ => spread_full::<T, 0>(&sum, n, nx, ny, &mut frame),
+                2 => spread_full::<T, 2>(&sum, n, nx, ny, frame),
+                3 => spread_full::<T, 3>(&sum, n, nx, ny, frame),
+                4 => spread_full::<T, 4>(&sum, n, nx, ny, frame),
+                _ => spread_full::<T, 0>(&sum, n, nx, ny, frame),
             }
             let mut r = first_run;
             while r < runs.len() && runs[r].0 < base + npx {
@@ -534,14 +533,23 @@ impl Binning {
                 r += 1;
             }
             for &k in &touched {
-                spread_partial(&mut frame, sum[k], k % bx, k / bx, n, nx, ny);
+                spread_partial(frame, sum[k], k % bx, k / bx, n, nx, ny);
             }
+            Ok(())
+        };
+        let mut scratch: Vec<T> = Vec::new();
+        for (f, out) in out.chunks_exact_mut(npx * self.elem_size).enumerate() {
+            // Straight into the caller's buffer when it is aligned for T (HDF5's always is).
             if cfg!(target_endian = "little") {
-                out.copy_from_slice(bytemuck::cast_slice(&frame));
-            } else {
-                for (o, v) in out.chunks_exact_mut(self.elem_size).zip(&frame) {
-                    o.copy_from_slice(&v.get().to_le_bytes()[..self.elem_size]);
+                if let Ok(frame) = bytemuck::try_cast_slice_mut::<u8, T>(out) {
+                    one_frame(f, frame)?;
+                    continue;
                 }
+            }
+            scratch.resize(npx, T::MAX);
+            one_frame(f, &mut scratch)?;
+            for (o, v) in out.chunks_exact_mut(self.elem_size).zip(&scratch) {
+                o.copy_from_slice(&v.get().to_le_bytes()[..self.elem_size]);
             }
         }
         Ok(())
