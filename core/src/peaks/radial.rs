@@ -4,14 +4,17 @@
 //!    centre's distance from the beam. Each annulus gets a mean and standard deviation by sigma
 //!    clipping: five passes, each over the values within `min_snr` standard deviations of the
 //!    previous pass's mean (the upper bound raised to `adc_threshold`). Counts are integers, so
-//!    one pass over the frame fills a histogram per annulus (small counts) plus a list of the
-//!    rare large ones, and the five passes read only those.
+//!    one pass over the frame fills a histogram per annulus (small counts; zeros are what is
+//!    left) plus a list of the rare large ones, and the five passes read only those. The pass
+//!    works out 16 (AVX-512) or 8 (AVX2) pixels' counters at once, packs the nonzero pixels'
+//!    counters together, and increments them in a loop of their own.
 //! 2. An annulus's threshold is `max(adc_threshold, mean + min_snr * sigma)`. peakfinder8 grows
 //!    a peak from each pixel above threshold, in raster order, over the 8-connected pixels above
 //!    their own annulus's threshold in its module that are in no peak yet (and keeps them when
 //!    the peak is rejected): the peaks are the 8-connected components of the pixels above
-//!    threshold. They are found that way here, from the pixels above threshold of the blocks of
-//!    64 whose maximum (noted in the first pass) reaches the lowest threshold of their annuli.
+//!    threshold. They are found that way here, from the pixels above threshold of the chunks
+//!    of 16 whose maximum (noted in the first pass) reaches a lower bound of their annuli's
+//!    thresholds; the frame is no longer in cache then, so those chunks are read ahead.
 //! 3. A peak with `min_pix_count..=max_pix_count` pixels is measured against its local
 //!    background: the pixels within `2 * local_bg_radius` of its centroid, in its module, below
 //!    threshold and in no peak. It is kept when its background-subtracted total is at least
@@ -339,8 +342,8 @@ impl Radial {
                 if n == 0 {
                     break;
                 }
-                let mean = s as f64 / n as f64;
-                let sigma = (s2 as f64 / n as f64 - mean * mean).max(0.0).sqrt();
+                let mean = as_f64(s) / n as f64;
+                let sigma = (as_f64(s2) / n as f64 - mean * mean).max(0.0).sqrt();
                 stats = Some((mean, sigma));
                 lo = mean - k * sigma;
                 hi = (mean + k * sigma).max(self.p.adc_threshold);
@@ -847,6 +850,13 @@ unsafe fn count_avx512<T: Pixel>(
     largest = largest.max(_mm512_reduce_max_epu32(all_max));
     let (tail_n, tail_largest) = count(&run.part(body, len), maxima, &mut todo[n..]);
     (n + tail_n, largest.max(tail_largest))
+}
+
+/// `v` rounded to the nearest f64, without the library call that 128-bit conversion is when it
+/// fits in 64 bits (as the sums of an annulus almost always do).
+#[inline]
+fn as_f64(v: u128) -> f64 {
+    u64::try_from(v).map_or(v as f64, |v| v as f64)
 }
 
 /// Asks for the cache line holding `value`, without waiting for it.
