@@ -220,9 +220,8 @@ fn bin_direct<T: Count, const N: usize>(
                     let px: &[u32; N] = r[b * N..][..N].try_into().expect("N columns");
                     bits = px.iter().fold(bits, |a, &m| a | m);
                 }
-                if bits != 0 {
-                    *o = u32::MAX;
-                }
+                // All ones when masked, without a branch, so that the loop vectorises.
+                *o |= 0u32.wrapping_sub(u32::from(bits != 0));
             }
         }
     }
