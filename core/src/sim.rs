@@ -242,6 +242,29 @@ fn edge_position(rng: &mut impl Rng, det: Detector) -> (f64, f64) {
     }
 }
 
+impl FrameSpec {
+    /// The mean background photons per pixel at `(x, y)` (pixels, centres at `.5`): the
+    /// radial fall plus the ice rings, what [`simulate`] draws each pixel from.
+    pub fn background_at(&self, x: f64, y: f64) -> f64 {
+        let (cx, cy) = (
+            self.detector.nx() as f64 / 2.0,
+            self.detector.ny() as f64 / 2.0,
+        );
+        let rmax = (cx * cx + cy * cy).sqrt();
+        let slope = (self.background_edge - self.background_centre) / rmax;
+        let (dx, dy) = (x - cx, y - cy);
+        let r = (dx * dx + dy * dy).sqrt();
+        let ice: f64 = self
+            .ice_rings
+            .iter()
+            .map(|ring| {
+                ring.photons * (-(r - ring.radius).powi(2) / (2.0 * ring.width * ring.width)).exp()
+            })
+            .sum();
+        self.background_centre + slope * r + ice
+    }
+}
+
 /// Simulates one frame.
 pub fn simulate(spec: &FrameSpec) -> Frame {
     let det = spec.detector;
@@ -250,23 +273,10 @@ pub fn simulate(spec: &FrameSpec) -> Frame {
     // The optional features' own stream (see the module docs).
     let mut extra = Pcg64Mcg::seed_from_u64(spec.seed ^ 0x9E37_79B9_7F4A_7C15);
     let (cx, cy) = (nx as f64 / 2.0, ny as f64 / 2.0);
-    let rmax = (cx * cx + cy * cy).sqrt();
-    let slope = (spec.background_edge - spec.background_centre) / rmax;
     let mut pixels = vec![0u32; nx * ny];
     for (y, row) in pixels.chunks_exact_mut(nx).enumerate() {
-        let dy = y as f64 + 0.5 - cy;
         for (x, px) in row.iter_mut().enumerate() {
-            let dx = x as f64 + 0.5 - cx;
-            let r = (dx * dx + dy * dy).sqrt();
-            let ice: f64 = spec
-                .ice_rings
-                .iter()
-                .map(|ring| {
-                    ring.photons
-                        * (-(r - ring.radius).powi(2) / (2.0 * ring.width * ring.width)).exp()
-                })
-                .sum();
-            *px = poisson(&mut rng, spec.background_centre + slope * r + ice);
+            *px = poisson(&mut rng, spec.background_at(x as f64 + 0.5, y as f64 + 0.5));
         }
     }
     let max = spec.pixel_type.max();

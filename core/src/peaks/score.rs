@@ -8,6 +8,10 @@
 //! Precision counts a peak as right when it matches a spot, or lies within 8 px of a spot that
 //! has such a close neighbour. A spot centred in a gap still shows at the module edge, so a peak
 //! may match it. Hot pixels are not spots.
+//!
+//! [`score_detectable`] also gives the recall over the spots a pixel threshold can see at all,
+//! for example those whose brightest pixel's expected signal-to-noise ratio
+//! ([`peak_pixel_snr`]) is at least 6: on a bright background many faint spots are not.
 use std::collections::HashMap;
 
 use super::Peak;
@@ -21,11 +25,24 @@ pub struct Score {
     pub recall: f64,
     pub visible_bright: usize,
     pub recall_bright: f64,
+    /// The visible spots that [`score_detectable`] was told a threshold can see, and the
+    /// recall over those (all visible spots for [`score`]).
+    pub visible_detectable: usize,
+    pub recall_detectable: f64,
     pub precision: f64,
 }
 
 /// Matches found peaks to the frame's spots 1:1 within 2 px, closest pairs first.
 pub fn score(frame: &Frame, peaks: &[Peak]) -> Score {
+    score_detectable(frame, peaks, |_| true)
+}
+
+/// [`score`], with the recall also over the spots `detectable` accepts.
+pub fn score_detectable(
+    frame: &Frame,
+    peaks: &[Peak],
+    detectable: impl Fn(&Spot) -> bool,
+) -> Score {
     const REACH: f64 = 2.0;
     const APART: f64 = 8.0;
     const HOT: f64 = 4.0;
@@ -96,18 +113,19 @@ pub fn score(frame: &Frame, peaks: &[Peak]) -> Score {
             && (y as usize) < frame.ny
             && frame.mask[y as usize * frame.nx + x as usize] == 0
     };
-    let count = |bright: bool| {
+    let count = |take: &dyn Fn(&Spot) -> bool| {
         let (mut n, mut hit) = (0, 0);
         for (t, (s, &taken)) in frame.spots.iter().zip(&spot_taken).enumerate() {
-            if visible(t, s) && (!bright || s.photons >= 200) {
+            if visible(t, s) && take(s) {
                 n += 1;
                 hit += usize::from(taken);
             }
         }
         (n, hit as f64 / n.max(1) as f64)
     };
-    let (visible, recall) = count(false);
-    let (visible_bright, recall_bright) = count(true);
+    let (visible, recall) = count(&|_| true);
+    let (visible_bright, recall_bright) = count(&|s| s.photons >= 200);
+    let (visible_detectable, recall_detectable) = count(&detectable);
     let right = peaks
         .iter()
         .zip(&peak_taken)
@@ -126,8 +144,31 @@ pub fn score(frame: &Frame, peaks: &[Peak]) -> Score {
         recall,
         visible_bright,
         recall_bright,
+        visible_detectable,
+        recall_detectable,
         precision: right as f64 / peaks.len().max(1) as f64,
     }
+}
+
+/// The expected signal-to-noise ratio of a spot's brightest pixel: the photons expected in the
+/// pixel holding its centre over the standard deviation of the background there (Poisson,
+/// `sqrt(mean)`). A pixel threshold at `k` standard deviations of the background sees a spot
+/// whose ratio is below `k` only when its photons happen to bunch up.
+pub fn peak_pixel_snr(spec: &FrameSpec, spot: &Spot) -> f64 {
+    // The Gaussian's share of one pixel along each axis, by the midpoint rule (no erf in std).
+    const STEPS: usize = 64;
+    let share = |centre: f64| {
+        let start = centre.floor();
+        (0..STEPS)
+            .map(|k| {
+                let z = (start + (k as f64 + 0.5) / STEPS as f64 - centre) / spot.sigma;
+                (-0.5 * z * z).exp()
+            })
+            .sum::<f64>()
+            / (STEPS as f64 * spot.sigma * (2.0 * std::f64::consts::PI).sqrt())
+    };
+    let signal = f64::from(spot.photons) * share(spot.x) * share(spot.y);
+    signal / spec.background_at(spot.x, spot.y).max(1e-9).sqrt()
 }
 
 /// Which versions of the benchmark frames.
@@ -193,4 +234,37 @@ pub fn frames(size: Size) -> Vec<(&'static str, FrameSpec)> {
     high.edge_spot_fraction = 0.2;
     out.push(("4M uint16, high background 10 -> 1, 20% edge spots", high));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_pixel_snr_is_the_brightest_pixel_over_the_background_noise() {
+        let spec = FrameSpec::new(Detector::EIGER2_1M, PixelType::U16, 4.0, 0, 1);
+        let spot = |sigma| Spot {
+            x: 100.5,
+            y: 200.5,
+            sigma,
+            photons: 100,
+            at_edge: false,
+        };
+        let bg = spec.background_at(100.5, 200.5);
+        assert!(bg > 3.9 && bg <= 4.0, "{bg}");
+        // sigma 0.6, centred: erf(0.5 / (0.6 sqrt 2))^2 of the photons in the pixel.
+        let narrow = peak_pixel_snr(&spec, &spot(0.6));
+        let expected = 100.0 * 0.595_343_238_072_713_9_f64.powi(2) / bg.sqrt();
+        assert!(
+            (narrow - expected).abs() < 1e-3 * expected,
+            "{narrow} against {expected}"
+        );
+        // sigma 1, centred: erf(0.5 / sqrt 2)^2 = 0.382925^2 of the photons.
+        let wide = peak_pixel_snr(&spec, &spot(1.0));
+        let expected = 100.0 * 0.382_924_922_548_026_f64.powi(2) / bg.sqrt();
+        assert!(
+            (wide - expected).abs() < 1e-3 * expected,
+            "{wide} against {expected}"
+        );
+    }
 }
