@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
     // Decoded frames are a fixed point: binning them again and decoding gives them back.
     let again = codec.encode(&out).expect("whole frames encode");
     let mut back = vec![0xA5u8; len];
-    codec.decode(&again, &mut back).expect("our own chunk decodes");
+    codec
+        .decode(&again, &mut back)
+        .expect("our own chunk decodes");
     assert_eq!(back, out);
 });

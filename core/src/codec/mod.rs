@@ -49,9 +49,7 @@ impl Codec {
             }
             lz4::FILTER_ID => Lz4::from_cd_values(cd_values).map(Codec::Lz4),
             zstd::FILTER_ID => Ok(Codec::Zstd(Zstd::from_cd_values(cd_values))),
-            binning::FILTER_ID => {
-                Binning::from_cd_values(cd_values, elem_size).map(Codec::Binning)
-            }
+            binning::FILTER_ID => Binning::from_cd_values(cd_values, elem_size).map(Codec::Binning),
             lossy::FILTER_ID => Lossy::from_cd_values(cd_values, elem_size).map(Codec::Lossy),
             other => Err(CodecError::UnsupportedFilter(other)),
         }
