@@ -33,6 +33,7 @@ pub struct OutputArgs {
     /// NAME_data_NNNNNN.h5.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Output frames per data file.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub frames_per_file: u32,
     /// DECTRIS-style data_NNNNNN external links instead of a virtual dataset.
