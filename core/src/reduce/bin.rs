@@ -156,9 +156,12 @@ unsafe fn avx2_bin<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &m
 #[inline(always)]
 fn bin_any<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &mut [u32]) {
     match (job.n, mask) {
-        (2, _) => bin_direct::<T, 2>(job, src, mask, out),
-        (3, _) => bin_direct::<T, 3>(job, src, mask, out),
-        (4, _) => bin_direct::<T, 4>(job, src, mask, out),
+        (2, None) => bin_direct::<T, 2, false>(job, src, &[], out),
+        (3, None) => bin_direct::<T, 3, false>(job, src, &[], out),
+        (4, None) => bin_direct::<T, 4, false>(job, src, &[], out),
+        (2, Some(m)) => bin_direct::<T, 2, true>(job, src, m, out),
+        (3, Some(m)) => bin_direct::<T, 3, true>(job, src, m, out),
+        (4, Some(m)) => bin_direct::<T, 4, true>(job, src, m, out),
         _ => bin_plain(job, src, mask, out),
     }
 }
@@ -167,21 +170,35 @@ fn bin_any<T: Count>(job: &Job, src: &[T], mask: Option<&[u32]>, out: &mut [u32]
 /// The loop over bins reads `N` interleaved columns of each row, which the compiler vectorises
 /// with shuffles. The largest pixel tells an invalid bin (the type's maximum), a saturated one,
 /// and whether the sum may have wrapped (only with counts near `2^32 / N^2`): those rare bins
-/// are summed again in u64. The mask, if any, goes in a second pass over its own rows, which
-/// marks the bins it touches.
+/// are summed again in u64. The mask, if any, is read in the same loop, its bits OR-ed per bin.
 #[inline(always)]
-fn bin_direct<T: Count, const N: usize>(
+fn bin_direct<T: Count, const N: usize, const MASKED: bool>(
     job: &Job,
     src: &[T],
-    mask: Option<&[u32]>,
+    mask: &[u32],
     out: &mut [u32],
 ) {
     let nx = job.nx;
     let bx = out.len() / (src.len() / nx / N);
     let safe = u32::MAX / (N * N) as u32;
     let top = T::MAX.get();
+    let empty: &[u32] = &[];
     for (row, bins) in out.chunks_exact_mut(bx).enumerate() {
         let rows: [&[T]; N] = std::array::from_fn(|dy| &src[(row * N + dy) * nx..][..bx * N]);
+        let masks: [&[u32]; N] = std::array::from_fn(|dy| {
+            if MASKED {
+                &mask[(row * N + dy) * nx..][..bx * N]
+            } else {
+                empty
+            }
+        });
+        let masked = |b: usize| {
+            MASKED
+                && masks.iter().any(|m| {
+                    let px: &[u32; N] = m[b * N..][..N].try_into().expect("N columns");
+                    px.iter().fold(0, |a, &v| a | v) != 0
+                })
+        };
         let mut wrapped = false;
         for (b, o) in bins.iter_mut().enumerate() {
             let mut sum = 0u32;
@@ -193,7 +210,14 @@ fn bin_direct<T: Count, const N: usize>(
                     mx = mx.max(v.get());
                 }
             }
-            let invalid = mx == top;
+            let mut bits = 0;
+            if MASKED {
+                for m in &masks {
+                    let px: &[u32; N] = m[b * N..][..N].try_into().expect("N columns");
+                    bits = px.iter().fold(bits, |a, &v| a | v);
+                }
+            }
+            let invalid = mx == top || bits != 0;
             wrapped |= mx > safe && !invalid;
             let v = if mx >= job.saturation {
                 sum.max(job.floor)
@@ -206,22 +230,9 @@ fn bin_direct<T: Count, const N: usize>(
             for (b, o) in bins.iter_mut().enumerate() {
                 let px = rows.iter().flat_map(|r| &r[b * N..][..N]);
                 let mx = px.clone().map(|v| v.get()).max().unwrap_or(0);
-                if mx > safe && mx != top {
+                if mx > safe && mx != top && !masked(b) {
                     *o = finish(px.map(|&v| u64::from(v.get())).sum(), mx, job);
                 }
-            }
-        }
-        if let Some(mask) = mask {
-            let rows: [&[u32]; N] =
-                std::array::from_fn(|dy| &mask[(row * N + dy) * nx..][..bx * N]);
-            for (b, o) in bins.iter_mut().enumerate() {
-                let mut bits = 0;
-                for r in &rows {
-                    let px: &[u32; N] = r[b * N..][..N].try_into().expect("N columns");
-                    bits = px.iter().fold(bits, |a, &m| a | m);
-                }
-                // All ones when masked, without a branch, so that the loop vectorises.
-                *o |= 0u32.wrapping_sub(u32::from(bits != 0));
             }
         }
     }
@@ -432,6 +443,17 @@ mod tests {
         assert_eq!(out, [u32::MAX - 1]);
         bin(&[u32::MAX - 3, 1, 0, 0], 2, 2, 2, None, None, &mut out);
         assert_eq!(out, [u32::MAX - 2]);
+        // A bin whose sum is redone in u64 stays masked.
+        bin(
+            &[u32::MAX - 1, 1, 0, 0],
+            2,
+            2,
+            2,
+            Some(&[0, 0, 0, 2]),
+            None,
+            &mut out,
+        );
+        assert_eq!(out, [u32::MAX]);
         bin(&[u32::MAX - 1; 4], 2, 2, 2, None, None, &mut out);
         assert_eq!(out, [u32::MAX - 1]);
     }
