@@ -271,7 +271,9 @@ fn header_fields_that_lie_are_named() {
     let huge = with(12, &(1u64 << 60).to_be_bytes());
     assert!(huge.contains("claims"), "{huge}");
     assert!(with(20, &u32::MAX.to_be_bytes()).contains("masked code"));
-    assert!(with(20, &0u32.to_be_bytes()).contains("past the masked code"));
+    // Masked code 0: the sums' keys lie past it (checked before any code).
+    let m = with(20, &0u32.to_be_bytes());
+    assert!(m.contains("outside 32..0"), "{m}");
     assert!(with(24, &u32::MAX.to_be_bytes()).contains("per-code sums in"));
     assert!(with(28, &u32::MAX.to_be_bytes()).contains("truncated"));
     // A chunk of the right format for a different length.
@@ -284,11 +286,11 @@ fn header_fields_that_lie_are_named() {
 
 /// A chunk assembled by hand: header, masked code, sums as given, codes (u16) bitshuffled with
 /// LZ4.
-fn forged(q_milli: u32, codes: &[u16], masked: u32, sums: &[(u64, u64)]) -> Vec<u8> {
+fn forged(q_milli: u32, codes: &[u16], masked: u32, sums: &[(u64, u64, u64)]) -> Vec<u8> {
     let mut body = Vec::new();
     let mut prev = 0;
-    for &(key, d) in sums {
-        for v in [key.wrapping_sub(prev), d] {
+    for &(key, n, d) in sums {
+        for v in [key.wrapping_sub(prev), n, d] {
             let mut v = v;
             while v >= 0x80 {
                 body.push(v as u8 | 0x80);
@@ -332,35 +334,53 @@ fn forged_codes_and_sums_are_refused() {
     codes[9] = masked as u16;
     let key = u64::from(multi) * CONTEXTS as u64;
     // The honest chunk decodes, to lo + d, and the masked pixel to the maximum.
-    let ok = decode(&forged(1000, &codes, masked, &[(key, 1)])).unwrap();
+    let ok = decode(&forged(1000, &codes, masked, &[(key, 1, 1)])).unwrap();
     assert_eq!((ok[5], ok[9], ok[0]), (lo + 1, 0xFFFF, 0));
     let err = |chunk: Vec<u8>| decode(&chunk).unwrap_err().to_string();
     let m = err(forged(
         1000,
         &codes,
         masked,
-        &[(key, u64::from(hi - lo) + 1)],
+        &[(key, 1, u64::from(hi - lo) + 1)],
     ));
-    assert!(m.contains("exceeds"), "{m}");
-    let m = err(forged(1000, &codes, masked, &[(key + 1, 0)]));
-    assert!(m.contains("no pixel has") || m.contains("no sum"), "{m}");
-    let m = err(forged(1000, &codes, masked, &[(key, 0), (key + 1, 0)]));
-    assert!(m.contains("no pixel has"), "{m}");
-    let m = err(forged(1000, &codes, masked, &[(key, 0), (key, 0)]));
+    assert!(m.contains("at most"), "{m}");
+    // A sum for a key no pixel has; a pixel whose key has no sum; more pixels than a chunk.
+    let m = err(forged(
+        1000,
+        &codes,
+        masked,
+        &[(key, 1, 0), (key + 1, 1, 0)],
+    ));
+    assert!(m.contains("the codes hold 0"), "{m}");
+    let m = err(forged(1000, &codes, masked, &[(key + 1, 1, 0)]));
+    assert!(m.contains("more pixels have key"), "{m}");
+    let m = err(forged(1000, &codes, masked, &[(key, 2, 0)]));
+    assert!(m.contains("the codes hold 1"), "{m}");
+    let m = err(forged(1000, &codes, masked, &[(key, 17, 0)]));
+    assert!(m.contains("chunk of 16 pixels"), "{m}");
+    let m = err(forged(1000, &codes, masked, &[(key, 0, 0)]));
+    assert!(m.contains("0 pixels"), "{m}");
+    let m = err(forged(1000, &codes, masked, &[(key, 1, 0), (key, 1, 0)]));
     assert!(m.contains("keys must increase"), "{m}");
+    let m = err(forged(1000, &codes, masked, &[(CONTEXTS as u64, 1, 0)]));
+    assert!(m.contains("outside"), "{m}");
     // A code past the masked code; a masked code past the table.
-    let m = err(forged(1000, &codes, masked - 1, &[(key, 0)]));
-    assert!(m.contains("past the masked code"), "{m}");
-    let m = err(forged(1000, &codes, q.last_code() + 1, &[(key, 0)]));
+    let mut past = vec![0u16; 16];
+    past[3] = masked as u16 + 1;
+    let m = err(forged(1000, &past, masked, &[]));
+    assert!(m.contains("code 6 is past the masked code 5"), "{m}");
+    let m = err(forged(1000, &codes, masked - 1, &[(key, 1, 0)]));
+    assert!(m.contains("outside"), "{m}");
+    let m = err(forged(1000, &codes, q.last_code() + 1, &[(key, 1, 0)]));
     assert!(m.contains("past the last code"), "{m}");
     // A missing sum: the pixel's key has none.
     let m = err(forged(1000, &codes, masked, &[]));
-    assert!(m.contains("no sum for key"), "{m}");
+    assert!(m.contains("more pixels have key"), "{m}");
     // Lossless chunks carry no sums.
     let lossless = codec(0, false, 2);
     let mut out = vec![0u8; len];
     let e = lossless
-        .decode(&forged(0, &codes, masked, &[(4, 0)]), &mut out)
+        .decode(&forged(0, &codes, masked, &[(4, 1, 0)]), &mut out)
         .unwrap_err();
     assert!(matches!(e, CodecError::Corrupt { .. }), "{e}");
 }

@@ -20,7 +20,7 @@
 //! | 4 | masked code: one past the largest code of a count; masked pixels have it |
 //! | 4 | number of per-code sums |
 //! | 4 | bytes of per-code sums |
-//! | ... | per-code sums: for each key (code · 5 + context class, see `reduce::lossy`) of a code covering more than one count that occurs, in increasing order: LEB128 (key − previous key, the first from 0), LEB128 (sum of the counts − pixels × bin start) |
+//! | ... | per-code sums: for each key (code · 8 + context class, see `reduce::lossy`) of a code covering more than one count that occurs, in increasing order: LEB128 (key − previous key, the first from 0), LEB128 (pixels), LEB128 (sum of their counts − pixels × bin start) |
 //! | ... | the codes: a filter-32008 chunk (12-byte header, LZ4 blocks or zstd frames) of the codes in the code size |
 //!
 //! Elements are in the host's byte order (little-endian on every machine this is built for), as
@@ -213,7 +213,7 @@ impl Lossy {
             let keys = last_key(&q);
             let entries = (n as u64).min(keys) as usize;
             let d_max = n as u64 * u64::from(hi - lo);
-            entries * (leb128_len(keys) + leb128_len(d_max))
+            entries * (leb128_len(keys) + leb128_len(n as u64) + leb128_len(d_max))
         };
         let codes = [1, 2, 4]
             .into_iter()
@@ -247,10 +247,11 @@ impl Lossy {
             let sums_at = pos + 4;
             let mut end = sums_at;
             let mut prev = 0;
-            for &(code, d) in &sums.offsets {
-                end = put_leb128(dst, end, u64::from(code - prev));
+            for &(key, count, d) in &sums.offsets {
+                end = put_leb128(dst, end, u64::from(key - prev));
+                end = put_leb128(dst, end, u64::from(count));
                 end = put_leb128(dst, end, d);
-                prev = code;
+                prev = key;
             }
             put_u32_be(dst, pos, (end - sums_at) as u32);
             let codes = CODES.with(|c| {
@@ -307,15 +308,26 @@ impl Lossy {
         let sums = parse_sums(sums_bytes, h.sums_count, n, last_key(&q), h.masked_code)?;
         let body = &chunk[HEADER_LEN + h.sums_len as usize..];
         let codes_len = n * code_size;
+        debug_assert!(code_size <= self.elem_size);
+        let bs = Bitshuffle::new(code_size, inner.compression()).expect("code sizes are 1, 2 or 4");
         with_codes(codes_len, |codes| {
-            Bitshuffle::new(code_size, inner.compression())
-                .expect("code sizes are 1, 2 or 4")
-                .decode(body, codes)
-                .map_err(|e| corrupt(format!("the codes do not decode: {e}")))?;
             with_aligned_output(out, |words| {
                 let out_bytes: &mut [u8] = bytemuck::cast_slice_mut(words);
                 let out_bytes = &mut out_bytes[..n * self.elem_size];
-                dequantise(&q, codes, code_size, &sums, out_bytes, self.elem_size).map_err(corrupt)
+                let run = Decode {
+                    bs: &bs,
+                    body,
+                    q: &q,
+                    sums: &sums,
+                };
+                match (code_size, self.elem_size) {
+                    (1, 1) => run.go::<u8, u8>(codes, out_bytes),
+                    (1, 2) => run.go::<u8, u16>(codes, bytemuck::cast_slice_mut(out_bytes)),
+                    (1, _) => run.go::<u8, u32>(codes, bytemuck::cast_slice_mut(out_bytes)),
+                    (2, 2) => run.go::<u16, u16>(codes, bytemuck::cast_slice_mut(out_bytes)),
+                    (2, _) => run.go::<u16, u32>(codes, bytemuck::cast_slice_mut(out_bytes)),
+                    _ => run.go::<u32, u32>(codes, bytemuck::cast_slice_mut(out_bytes)),
+                }
             })
         })
     }
@@ -395,8 +407,8 @@ fn parse_sums(
     last: u64,
     masked_code: u32,
 ) -> Result<Sums, CodecError> {
-    // Each entry takes at least two bytes, and no more entries than pixels or keys.
-    if count as usize > bytes.len() / 2 || count as usize > n || u64::from(count) > last {
+    // Each entry takes at least three bytes, and no more entries than pixels or keys.
+    if count as usize > bytes.len() / 3 || count as usize > n || u64::from(count) > last {
         return Err(corrupt(format!(
             "{count} per-code sums in {} bytes for {n} pixels and {last} keys",
             bytes.len()
@@ -408,6 +420,9 @@ fn parse_sums(
     for i in 0..count {
         let delta = read_leb128(bytes, &mut pos)
             .ok_or_else(|| corrupt(format!("per-code sum {i}: bad key varint")))?;
+        let pixels = read_leb128(bytes, &mut pos)
+            .and_then(|p| u32::try_from(p).ok())
+            .ok_or_else(|| corrupt(format!("per-code sum {i}: bad pixel count varint")))?;
         let d = read_leb128(bytes, &mut pos)
             .ok_or_else(|| corrupt(format!("per-code sum {i}: bad sum varint")))?;
         key = match key.checked_add(delta) {
@@ -418,7 +433,7 @@ fn parse_sums(
             )))
             }
         };
-        offsets.push((key as u32, d));
+        offsets.push((key as u32, pixels, d));
     }
     if pos != bytes.len() {
         return Err(corrupt(format!(
@@ -537,30 +552,36 @@ fn quantise<T: Count + bytemuck::Pod>(q: &Quantiser, values: &[T], n: usize) -> 
     (code_size, sums)
 }
 
-fn dequantise(
-    q: &Quantiser,
-    codes: &[u8],
-    code_size: usize,
-    sums: &Sums,
-    out: &mut [u8],
-    elem_size: usize,
-) -> Result<(), String> {
-    fn to<C: Count + bytemuck::Pod>(
-        q: &Quantiser,
-        codes: &[C],
-        sums: &Sums,
-        out: &mut [u8],
-        elem_size: usize,
-    ) -> Result<(), String> {
-        match elem_size {
-            1 => q.dequantise::<C, u8>(codes, sums, out),
-            2 => q.dequantise::<C, u16>(codes, sums, bytemuck::cast_slice_mut(out)),
-            _ => q.dequantise::<C, u32>(codes, sums, bytemuck::cast_slice_mut(out)),
-        }
-    }
-    match code_size {
-        1 => to::<u8>(q, codes, sums, out, elem_size),
-        2 => to::<u16>(q, bytemuck::cast_slice(codes), sums, out, elem_size),
-        _ => to::<u32>(q, bytemuck::cast_slice(codes), sums, out, elem_size),
+/// One chunk's decoding: the codes come out of bitshuffle block by block and are turned into
+/// counts while the block is still in cache.
+struct Decode<'a> {
+    bs: &'a Bitshuffle,
+    body: &'a [u8],
+    q: &'a Quantiser,
+    sums: &'a Sums,
+}
+
+impl Decode<'_> {
+    fn go<C: Count + bytemuck::Pod, T: Count>(
+        &self,
+        codes: &mut [u8],
+        out: &mut [T],
+    ) -> Result<(), CodecError> {
+        self.q
+            .dequantiser(self.sums, out.len(), |d| {
+                let mut failed = None;
+                let decoded = self.bs.decode_with(self.body, codes, |_, part| {
+                    if failed.is_none() {
+                        // Parts are whole elements at multiples of 8 elements: aligned for C.
+                        failed = d.feed(bytemuck::cast_slice::<u8, C>(part), out).err();
+                    }
+                });
+                decoded.map_err(|e| format!("the codes do not decode: {e}"))?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                d.finish(out)
+            })
+            .map_err(corrupt)
     }
 }

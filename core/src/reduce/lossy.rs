@@ -168,18 +168,17 @@ pub fn q_to_milli(q: f64) -> Result<u32, String> {
 
 /// Context classes per code (see `Quantiser::key`).
 pub const CONTEXTS: usize = 8;
-/// Raster neighbours each side that set a pixel's context.
-const NEIGHBOURS: usize = 1;
 
 /// What a decoder needs besides the codes: the masked code, and for the pixels whose codes
-/// cover more than one count, for each key `code · CONTEXTS + context` that occurs,
-/// `d = S - n·lo`, in increasing key order.
+/// cover more than one count, for each key `code · CONTEXTS + context` that occurs, how many
+/// pixels have it (`n`) and `d = S - n·lo`, in increasing key order. (With `n` given, a decoder
+/// turns codes into counts in one pass, block by block while they are in cache.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sums {
     /// The code of masked pixels: one past the largest code of a count in the chunk.
     pub masked_code: u32,
-    /// `(key, d)` pairs, keys increasing.
-    pub offsets: Vec<(u32, u64)>,
+    /// `(key, n, d)`, keys increasing.
+    pub offsets: Vec<(u32, u32, u64)>,
 }
 
 /// Per-thread counters, reused from chunk to chunk.
@@ -315,19 +314,18 @@ impl Quantiser {
     /// per 1 than a background pixel with the same neighbours, which a row of the frame cannot
     /// tell apart.
     #[inline(always)]
-    fn key<C: Count>(bins: &Bins, masked: u32, codes: &[C], i: usize) -> usize {
+    fn key(bins: &Bins, masked: u32, left: u32, code: u32, right: u32) -> usize {
+        // A neighbour's code is not checked yet (the right one is checked when its turn comes):
+        // anything from the masked code up counts as 0, so the lookup stays in the table.
         let lo = |c: u32| {
-            if c == masked {
+            if c >= masked {
                 0
             } else {
                 bins.starts[c as usize]
             }
         };
-        let code = codes[i].get();
         let own = u64::from(lo(code));
-        let left = if i > 0 { lo(codes[i - 1].get()) } else { 0 };
-        let right = codes.get(i + 1).map_or(0, |c| lo(c.get()));
-        let (around, mut edge) = (u64::from(left.max(right)) * 8, own);
+        let (around, mut edge) = (u64::from(lo(left).max(lo(right))) * 8, own);
         let mut class = 0;
         while class + 1 < CONTEXTS && around >= edge {
             class += 1;
@@ -356,35 +354,35 @@ impl Quantiser {
         let exact = bins.exact;
         with_counters(masked as usize * CONTEXTS, |count, sum| {
             // A multi-count pixel is booked one step late, once its right neighbour's code is
-            // known; the codes just written are still in L1.
+            // known (the codes just written are still in L1). Most pixels are exact counts and
+            // skip the booking, so the check stays in the loop and the booking out of it.
             let mut book = |i: usize, codes: &[C]| {
-                let c = codes[i].get();
-                if c >= exact && c != masked {
-                    let key = Self::key(bins, masked, codes, i);
-                    count[key] += 1;
-                    sum[key] += u64::from(values[i].get());
-                }
+                let left = if i > 0 { codes[i - 1].get() } else { masked };
+                let right = codes.get(i + 1).map_or(masked, |c| c.get());
+                let key = Self::key(bins, masked, left, codes[i].get(), right);
+                count[key] += 1;
+                sum[key] += u64::from(values[i].get());
             };
+            let marker = T::MAX.get();
+            let mut pending = false;
             for i in 0..n {
                 let v = values[i].get();
-                codes[i] = C::from_u32(if v == T::MAX.get() {
-                    masked
-                } else {
-                    bins.bin(v)
-                });
-                if i >= NEIGHBOURS {
-                    book(i - NEIGHBOURS, codes);
+                let c = if v == marker { masked } else { bins.bin(v) };
+                codes[i] = C::from_u32(c);
+                if pending {
+                    book(i - 1, codes);
                 }
+                pending = c >= exact && c != masked;
             }
-            for i in n.saturating_sub(NEIGHBOURS)..n {
-                book(i, codes);
+            if pending {
+                book(n - 1, codes);
             }
             let mut offsets = Vec::new();
             for key in exact as usize * CONTEXTS..masked as usize * CONTEXTS {
                 let c = count[key];
                 if c > 0 {
                     let (lo, _) = bins.range((key / CONTEXTS) as u32);
-                    offsets.push((key as u32, sum[key] - u64::from(c) * u64::from(lo)));
+                    offsets.push((key as u32, c, sum[key] - u64::from(c) * u64::from(lo)));
                 }
             }
             Sums {
@@ -394,10 +392,8 @@ impl Quantiser {
         })
     }
 
-    /// Reconstructs counts from `codes` and the chunk's `sums` into `out` (same length). Every
-    /// code and sum is checked: a masked code past the table, a code past the masked code, a
-    /// sum for a key no pixel has, a sum larger than its pixels' bins allow, or a key missing
-    /// its sum, is an error.
+    /// Reconstructs counts from `codes` and the chunk's `sums` into `out` (same length). See
+    /// [`Dequantiser`] for what is checked.
     pub fn dequantise<C: Count, T: Count>(
         &self,
         codes: &[C],
@@ -405,6 +401,20 @@ impl Quantiser {
         out: &mut [T],
     ) -> Result<(), String> {
         assert_eq!(codes.len(), out.len(), "one value per code");
+        self.dequantiser(sums, codes.len(), |d| {
+            d.feed(codes, out)?;
+            d.finish(out)
+        })
+    }
+
+    /// Runs `f` with a [`Dequantiser`] for a chunk of `len` pixels with these `sums`, after
+    /// checking the sums against the table.
+    pub fn dequantiser<R>(
+        &self,
+        sums: &Sums,
+        len: usize,
+        f: impl FnOnce(&mut Dequantiser<'_>) -> Result<R, String>,
+    ) -> Result<R, String> {
         let masked = sums.masked_code;
         if masked > self.last_code() {
             return Err(format!(
@@ -412,79 +422,193 @@ impl Quantiser {
                 self.last_code()
             ));
         }
-        let top = codes.iter().map(|c| c.get()).max().unwrap_or(0);
-        if top > masked {
-            return Err(format!("code {top} is past the masked code {masked}"));
+        let bins = self.bins.as_deref();
+        if bins.is_none() && !sums.offsets.is_empty() {
+            return Err("lossless chunk carries per-code sums".into());
         }
-        let Some(bins) = self.bins.as_deref() else {
-            if !sums.offsets.is_empty() {
-                return Err("lossless chunk carries per-code sums".into());
-            }
-            for (o, c) in out.iter_mut().zip(codes) {
-                let c = c.get();
-                *o = T::from_u32(if c == masked { self.max } else { c });
-            }
-            return Ok(());
+        let exact = bins.map_or(masked, |b| b.exact);
+        let keys = if bins.is_some() {
+            masked as usize * CONTEXTS
+        } else {
+            0
         };
-        let exact = bins.exact;
-        let key_of = |i: usize| Self::key(bins, masked, codes, i);
-        let multi = |c: u32| c >= exact && c != masked;
-        let keys = masked as usize * CONTEXTS;
-        // count[k]: pixels with key k; next[k] packs the value of the key's next pixel in its
-        // high half and how many more of them get the +1 in its low half.
-        with_counters(keys, |count, next| {
-            for (i, c) in codes.iter().enumerate() {
-                if multi(c.get()) {
-                    count[key_of(i)] += 1;
-                }
-            }
-            let mut pending = sums.offsets.iter().peekable();
-            for key in exact as usize * CONTEXTS..keys {
-                let n = count[key];
-                let entry = pending.next_if(|&&(k, _)| k as usize == key);
-                if n == 0 {
-                    if entry.is_some() {
-                        return Err(format!("sum given for key {key}, which no pixel has"));
-                    }
-                    continue;
-                }
-                let Some(&(_, d)) = entry else {
-                    return Err(format!("no sum for key {key}, held by {n} pixels"));
-                };
-                let (lo, hi) = bins.range((key / CONTEXTS) as u32);
-                let limit = u64::from(n) * u64::from(hi - lo);
-                if d > limit {
+        // left[k]: pixels of key k still to come; next[k] packs the value of the key's next
+        // pixel in its high half and how many more of them get the +1 in its low half.
+        with_counters(keys, |left, next| {
+            let mut total = 0u64;
+            let mut prev = None;
+            for &(key, n, d) in &sums.offsets {
+                let k = key as usize;
+                if prev.is_some_and(|p| p >= k) || k >= keys || k < exact as usize * CONTEXTS {
                     return Err(format!(
-                        "sum offset {d} of key {key} exceeds {limit} ({n} pixels of {lo}..={hi})"
+                        "sum key {key} out of order or outside {}..{keys}",
+                        exact as usize * CONTEXTS
+                    ));
+                }
+                prev = Some(k);
+                let (lo, hi) = bins
+                    .expect("keys only with bins")
+                    .range(key / CONTEXTS as u32);
+                let limit = u64::from(n) * u64::from(hi - lo);
+                total += u64::from(n);
+                if n == 0 || d > limit || total > len as u64 {
+                    return Err(format!(
+                        "sum of key {key}: {n} pixels with offset {d} (at most {limit}) in a chunk \
+                         of {len} pixels"
                     ));
                 }
                 let base = u64::from(lo) + d / u64::from(n);
-                next[key] = (base << 32) | (d % u64::from(n));
+                next[k] = (base << 32) | (d % u64::from(n));
+                left[k] = n;
             }
-            if let Some(&(k, _)) = pending.next() {
-                return Err(format!("sum given for key {k}, which no pixel has"));
-            }
-            for (i, (o, c)) in out.iter_mut().zip(codes).enumerate() {
-                let c = c.get();
-                let v = if c == masked {
-                    self.max
-                } else if c < exact {
-                    c
-                } else {
-                    let slot = &mut next[key_of(i)];
-                    let plus = *slot & 0xFFFF_FFFF;
-                    let base = (*slot >> 32) as u32;
-                    if plus > 0 {
-                        *slot -= 1;
-                        base + 1
-                    } else {
-                        base
-                    }
-                };
-                *o = T::from_u32(v);
-            }
-            Ok(())
+            let mut d = Dequantiser {
+                bins,
+                masked,
+                exact,
+                max: self.max,
+                left,
+                next,
+                sums,
+                pos: 0,
+                carry: None,
+            };
+            f(&mut d)
         })
+    }
+}
+
+/// Turns a chunk's codes into counts part by part, in raster order, as a block decoder hands
+/// them over: a pixel is finished once its right neighbour's code is known (its context needs
+/// it), so the last pixel of a part waits for the next part or [`Dequantiser::finish`].
+///
+/// Checked on the way: every code is at most the masked code; no key has more pixels than its
+/// sum says; at the end, every key has exactly that many. A chunk that lies fails with a message
+/// (`out` then holds partial values); nothing is read or written out of bounds.
+pub struct Dequantiser<'a> {
+    bins: Option<&'a Bins>,
+    masked: u32,
+    exact: u32,
+    max: u32,
+    left: &'a mut [u32],
+    next: &'a mut [u64],
+    sums: &'a Sums,
+    /// Pixels finished so far.
+    pos: usize,
+    /// The codes of the pixel before the one waiting (if any) and of the one waiting.
+    carry: Option<(u32, u32)>,
+}
+
+impl Dequantiser<'_> {
+    /// The count of a pixel with `code` (at most the masked code) between `left` and `right`.
+    #[inline(always)]
+    fn value(&mut self, bins: &Bins, left: u32, code: u32, right: u32) -> Result<u32, String> {
+        if code == self.masked {
+            Ok(self.max)
+        } else if code < self.exact {
+            Ok(code)
+        } else {
+            self.multi(bins, left, code, right)
+        }
+    }
+
+    /// The count of a pixel whose code covers more than one count.
+    #[inline(always)]
+    fn multi(&mut self, bins: &Bins, left: u32, code: u32, right: u32) -> Result<u32, String> {
+        let key = Quantiser::key(bins, self.masked, left, code, right);
+        let Some(n) = self.left[key].checked_sub(1) else {
+            return Err(format!("more pixels have key {key} than its sum counts"));
+        };
+        self.left[key] = n;
+        let slot = &mut self.next[key];
+        let plus = *slot & 0xFFFF_FFFF;
+        let base = (*slot >> 32) as u32;
+        Ok(if plus > 0 {
+            *slot -= 1;
+            base + 1
+        } else {
+            base
+        })
+    }
+
+    /// Takes the next `codes` of the chunk; writes the counts of the pixels it can finish into
+    /// `out`, which is the whole chunk's output.
+    pub fn feed<C: Count, T: Count>(&mut self, codes: &[C], out: &mut [T]) -> Result<(), String> {
+        if self.pos + codes.len() > out.len() {
+            return Err(format!(
+                "{} codes for {} pixels",
+                self.pos + codes.len(),
+                out.len()
+            ));
+        }
+        // One pass the compiler vectorises checks the codes, so the loops below need not.
+        let top = codes.iter().map(|c| c.get()).max().unwrap_or(0);
+        if top > self.masked {
+            return Err(format!(
+                "code {top} is past the masked code {}",
+                self.masked
+            ));
+        }
+        let Some(bins) = self.bins else {
+            // Lossless: no contexts, only the masked code to map back.
+            let (masked, max) = (self.masked, self.max);
+            let dst = &mut out[self.pos..self.pos + codes.len()];
+            for (o, c) in dst.iter_mut().zip(codes) {
+                let c = c.get();
+                *o = T::from_u32(if c == masked { max } else { c });
+            }
+            self.pos += codes.len();
+            return Ok(());
+        };
+        let mut codes = codes.iter().map(|c| c.get());
+        let (mut left, mut code) = match self.carry {
+            Some(waiting) => waiting,
+            // The chunk's first pixel: it has no left neighbour.
+            None => match codes.next() {
+                Some(c) => (self.masked, c),
+                None => return Ok(()),
+            },
+        };
+        let (masked, max, exact) = (self.masked, self.max, self.exact);
+        let mut done = 0;
+        // Each code finishes the pixel before it; the feed-length check above keeps these
+        // within `out`.
+        for (o, right) in out[self.pos..].iter_mut().zip(codes) {
+            let v = if code == masked {
+                max
+            } else if code < exact {
+                code
+            } else {
+                self.multi(bins, left, code, right)?
+            };
+            *o = T::from_u32(v);
+            done += 1;
+            (left, code) = (code, right);
+        }
+        self.pos += done;
+        self.carry = Some((left, code));
+        Ok(())
+    }
+
+    /// Finishes the last pixel and checks that every key had as many pixels as its sum says.
+    pub fn finish<T: Count>(&mut self, out: &mut [T]) -> Result<(), String> {
+        if let (Some((left, code)), Some(bins)) = (self.carry.take(), self.bins) {
+            let masked = self.masked;
+            out[self.pos] = T::from_u32(self.value(bins, left, code, masked)?);
+            self.pos += 1;
+        }
+        if self.pos != out.len() {
+            return Err(format!("{} codes for {} pixels", self.pos, out.len()));
+        }
+        for &(key, n, _) in &self.sums.offsets {
+            let short = self.left[key as usize];
+            if short > 0 {
+                return Err(format!(
+                    "key {key}: its sum counts {n} pixels, the codes hold {}",
+                    n - short
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
