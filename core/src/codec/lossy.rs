@@ -24,8 +24,10 @@
 //! | ... | the codes: a filter-32008 chunk (12-byte header, LZ4 blocks or zstd frames) of the codes in the code size |
 //!
 //! Elements are in the host's byte order (little-endian on every machine this is built for), as
-//! HDF5 hands them to a filter. The decoder checks every field, code and sum against the chunk's
-//! known size and the parameters before it writes anything it derived from them.
+//! HDF5 hands them to a filter. The decoder checks every size field against the chunk's known
+//! size and the parameters before it allocates or reads anything they point to, and every code,
+//! sum and per-key pixel count as it turns codes into counts (a chunk that fails a check leaves
+//! the output unspecified); nothing is read or written out of bounds.
 use super::bitshuffle::{Bitshuffle, Compression};
 use super::bytes::{put_u32_be, put_u64_be, Cursor};
 use super::error::{check_room, CodecError};
