@@ -651,6 +651,49 @@ mod tests {
         assert_eq!(q.masked_code(&full), 65535);
     }
 
+    /// The decoder finishes a pixel only once its right neighbour arrives: any split of the
+    /// codes into parts (empty ones, single codes) gives what one part gives.
+    #[test]
+    fn any_split_of_the_codes_decodes_the_same() {
+        for q_milli in [0, 1000, 2000] {
+            let q = Quantiser::new::<u16>(q_milli).unwrap();
+            let values: Vec<u16> = (0..997u32)
+                .map(|i| match i % 13 {
+                    0 => u16::MAX,
+                    1..=5 => 0,
+                    k => ((i * 7919) % (40 * k)) as u16,
+                })
+                .collect();
+            let mut codes = vec![0u16; values.len()];
+            let sums = q.quantise(&values, &mut codes);
+            let mut whole = vec![0u16; values.len()];
+            q.dequantise(&codes, &sums, &mut whole).unwrap();
+            for step in [1usize, 2, 3, 7, 64, 500] {
+                let mut parts = vec![0u16; values.len()];
+                q.dequantiser(&sums, codes.len(), |d| {
+                    // Part lengths 0..=step from a small generator: empty parts included.
+                    let (mut at, mut x) = (0, 12345u32);
+                    while at < codes.len() {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        let end = (at + (x >> 16) as usize % (step + 1)).min(codes.len());
+                        d.feed(&codes[at..end], &mut parts)?;
+                        at = end;
+                    }
+                    d.finish(&mut parts)
+                })
+                .unwrap();
+                assert_eq!(parts, whole, "q_milli {q_milli}, step {step}");
+            }
+            let total = |v: &[u16]| {
+                v.iter()
+                    .filter(|&&x| x != u16::MAX)
+                    .map(|&x| u64::from(x))
+                    .sum::<u64>()
+            };
+            assert_eq!(total(&whole), total(&values));
+        }
+    }
+
     #[test]
     fn totals_are_exact_and_values_stay_in_their_bins() {
         let q = Quantiser::new::<u32>(1000).unwrap();
