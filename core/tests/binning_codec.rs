@@ -273,3 +273,26 @@ fn parameters() {
     // Chunks must hold whole frames.
     assert!(encode(&b, &[0u8; 12]).is_err());
 }
+
+#[test]
+fn a_run_gap_that_would_wrap_around_is_refused() {
+    // A zero frame (sums all 0, no runs), then a run list of two runs whose second gap is
+    // 2^64 - 2: added without checks it wraps back inside the chunk, over the first run.
+    let b = Binning::new(2, 4, 4, 2).unwrap();
+    let good = encode(&b, &[0u8; 32]).unwrap();
+    let mut list = vec![1u8, 3];
+    let mut v = u64::MAX - 1;
+    while v >= 0x80 {
+        list.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    list.extend([v as u8, 3]);
+    let mut bad = good[..HEADER_LEN].to_vec();
+    bad[28..32].copy_from_slice(&2u32.to_be_bytes());
+    bad[32..36].copy_from_slice(&(list.len() as u32).to_be_bytes());
+    bad[36..40].copy_from_slice(&(list.len() as u32).to_be_bytes());
+    bad.extend(&list);
+    bad.extend(&good[HEADER_LEN..]);
+    let err = b.decode(&bad, &mut [0u8; 32]).unwrap_err().to_string();
+    assert!(err.contains("goes past"), "{err}");
+}

@@ -431,13 +431,18 @@ impl Binning {
                     "invalid run {k} is empty or touches the last"
                 )));
             }
-            let start = end as u64 + gap;
-            let stop = start + len;
-            if stop > total as u64 {
-                return Err(corrupt(format!(
-                    "invalid run {k} ends at pixel {stop}, the chunk has {total}"
-                )));
-            }
+            // Checked: a lying gap or length near 2^64 must not wrap around to a valid place.
+            let stop = (end as u64)
+                .checked_add(gap)
+                .and_then(|start| start.checked_add(len))
+                .filter(|&stop| stop <= total as u64)
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "invalid run {k} (gap {gap}, length {len} after pixel {end}) goes past \
+                         the chunk's {total} pixels"
+                    ))
+                })?;
+            let start = stop - len;
             runs.push((start as usize, stop as usize));
             end = stop as usize;
         }
