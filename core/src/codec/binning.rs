@@ -200,10 +200,14 @@ impl Binning {
                 self.elem_size
             )));
         }
-        let frames = src.len() / frame_bytes;
-        if frames > u32::MAX as usize {
-            return Err(bad("more than 2^32 frames in one chunk"));
+        // As HDF5's chunks: it keeps every count and size of the header within its u32 fields.
+        if src.len() > u32::MAX as usize {
+            return Err(bad(format!(
+                "a chunk of {} bytes; at most 4 GiB",
+                src.len()
+            )));
         }
+        let frames = src.len() / frame_bytes;
         let (bx, by) = self.bins_shape();
         let mut sums = vec![0u8; frames * bx * by * self.sum_size()];
         let mut runs = Runs::default();
