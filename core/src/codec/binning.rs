@@ -66,9 +66,8 @@ fn bad(reason: impl Into<String>) -> CodecError {
 }
 
 fn corrupt(reason: impl Into<String>) -> CodecError {
-    CodecError::CorruptBlock {
+    CodecError::Corrupt {
         codec: NAME,
-        block: 0,
         reason: reason.into(),
     }
 }
