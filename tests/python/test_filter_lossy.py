@@ -23,20 +23,17 @@ Scenarios:
   test_can_apply_refuses        float and signed data are refused at creation
 """
 import json
-import math
-import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from one_filter import H5DUMP, FilterEnv, dump_numbers, mapped_plugins, plugin_dir
+
 FILTER = 311
 LIB = "libhdrmx_h5lossy.so"
 HERE = Path(__file__).resolve()
-ROOT = HERE.parents[2]
 
 # dataset name -> (dtype, shape [k, ny, nx], chunk, compression_opts, stored cd_values)
 DATASETS = {
@@ -114,11 +111,6 @@ def chunk_totals(data, chunk):
     d = np.where(data == top, 0, data).astype(np.uint64)
     k = chunk[0]
     return [int(d[i:i + k].sum()) for i in range(0, d.shape[0], k)]
-
-
-def mapped_plugins():
-    with open("/proc/self/maps") as m:
-        return sorted({line.split()[-1] for line in m if "libhdrmx_h5" in line})
 
 
 # ---------------------------------------------------------------- workers (own interpreter)
@@ -212,62 +204,16 @@ if __name__ == "__main__":
 import pytest  # noqa: E402
 
 
-def _plugin_source():
-    env = os.environ.get("HDRMX_PLUGIN_DIR")
-    return Path(env) if env else ROOT / "target" / "release"
-
-
-PLUGIN_SRC = _plugin_source()
-if not (PLUGIN_SRC / LIB).is_file():
-    pytest.skip(f"{LIB} not built in {PLUGIN_SRC} (cargo build --release -p hdrmx-h5lossy)",
+if not (plugin_dir() / LIB).is_file():
+    pytest.skip(f"{LIB} not built in {plugin_dir()} (cargo build --release -p hdrmx-h5lossy)",
                 allow_module_level=True)
 
-H5DUMP = shutil.which("h5dump")
 needs_h5dump = pytest.mark.skipif(not H5DUMP, reason="h5dump not found (apt-get install hdf5-tools)")
-TIMEOUT = 120
-
-
-class Env:
-    def __init__(self, base):
-        self.base = base
-        self.plugins = base / "plugins"
-        self.plugins.mkdir()
-        shutil.copy2(PLUGIN_SRC / LIB, self.plugins / LIB)
-        self._files = {}
-
-    def env(self):
-        e = dict(os.environ)
-        for k in ("HDF5_PLUGIN_PRELOAD", "PYTHONSTARTUP"):
-            e.pop(k, None)
-        e["HDF5_PLUGIN_PATH"] = str(self.plugins)
-        e["HDF5_USE_FILE_LOCKING"] = "FALSE"
-        return e
-
-    def run(self, *args):
-        p = subprocess.run([sys.executable, str(HERE), *map(str, args)], env=self.env(),
-                           capture_output=True, text=True, timeout=TIMEOUT, cwd=self.base)
-        if p.returncode != 0:
-            pytest.fail(f"worker {' '.join(map(str, args))}: exit {p.returncode}\n"
-                        f"--- stderr ---\n{p.stderr[-4000:]}")
-        res = json.loads(p.stdout.strip().splitlines()[-1])
-        assert any(LIB in lib for lib in res["plugins"]) or args[0] == "can-apply", res["plugins"]
-        return res, p.stderr
-
-    def tool(self, *cmd):
-        return subprocess.run(list(map(str, cmd)), env=self.env(), capture_output=True,
-                              text=True, timeout=TIMEOUT, cwd=self.base)
-
-    def file(self, kind):
-        if kind not in self._files:
-            path = self.base / f"{kind}.h5"
-            self.run("write" if kind == "written" else "make-corrupt", path)
-            self._files[kind] = path
-        return self._files[kind]
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    return Env(tmp_path_factory.mktemp("lossy"))
+    return FilterEnv(tmp_path_factory.mktemp("lossy"), LIB, HERE)
 
 
 @pytest.fixture(scope="module")
@@ -286,12 +232,6 @@ def test_h5py_write_read(read_back, name):
     assert r["totals_exact"], "a chunk total changed"
     assert r["deterministic"]
     assert r["stored_bytes"] < r["raw_bytes"], (r["stored_bytes"], r["raw_bytes"])
-
-
-def dump_numbers(text):
-    m = re.search(r"DATA \{\n(.*?)\n\s*\}", text, re.S)
-    assert m, f"no DATA block in h5dump output:\n{text[:2000]}"
-    return [int(x) for x in re.findall(r"-?\d+", m.group(1))]
 
 
 @needs_h5dump
