@@ -13,6 +13,9 @@ use hdrmx_core::reduce::roi::{self, Roi};
 
 /// Reduced frames are uint32: bin and frame sums need the room.
 const REDUCED_ELEM_SIZE: usize = 4;
+/// Their `bit_depth_readout`. dxtbx's FormatNXmx masks the top two values of this depth, so
+/// keeping a uint16 source's 16 would turn sums of 65534 and 65535 into masked pixels.
+const REDUCED_BIT_DEPTH: i64 = 32;
 
 /// `saturation_value` of a sum over `count` pixels or frames: a pixel is flagged when any of its
 /// inputs reached saturation, and `core::reduce` makes such a sum at least `saturation * count`.
@@ -48,6 +51,7 @@ impl Metadata {
             nx,
             ny,
             elem_size: REDUCED_ELEM_SIZE,
+            bit_depth_readout: REDUCED_BIT_DEPTH,
             x_pixel_size: self.x_pixel_size * f,
             y_pixel_size: self.y_pixel_size * f,
             beam_center_x: self.beam_center_x / f,
@@ -69,6 +73,7 @@ impl Metadata {
         let f = k as f64;
         Ok(Metadata {
             elem_size: REDUCED_ELEM_SIZE,
+            bit_depth_readout: REDUCED_BIT_DEPTH,
             count_time: self.count_time * f,
             frame_time: self.frame_time * f,
             omega_increment: self.omega_increment * f,
@@ -170,6 +175,8 @@ mod tests {
         let (bx, by) = corner(&b);
         assert!((cx - bx).abs() < 1e-15 && (cy - by).abs() < 1e-15);
         assert_eq!(b.saturation_value, 4000);
+        // uint32 sums: a 16-bit source's depth would make dxtbx mask sums of 65534 and 65535.
+        assert_eq!((m.bit_depth_readout, b.bit_depth_readout), (16, 32));
         // Input pixel 0 (row 0, col 0) -> bin (0, 0); 13 = (1, 6) is in the dropped column;
         // 14 = (2, 0) -> bin (1, 0).
         assert_eq!(b.pixel_mask, vec![1, 0, 0, 2, 0, 0]);
@@ -240,6 +247,7 @@ mod tests {
         assert!((s.omega_increment - 1.0).abs() < 1e-12);
         assert_eq!(s.omega_start, 10.0);
         assert_eq!(s.saturation_value, 10_000);
+        assert_eq!(s.bit_depth_readout, 32);
         assert_eq!(s.pixel_mask, m.pixel_mask);
         assert_eq!((s.beam_center_x, s.x_pixel_size), (5.5, 75e-6));
         assert!(m.summed(0).is_err());

@@ -230,14 +230,14 @@ def expected(name, src_master):
         fields = dict(x_pixel_size=d["x_pixel_size"] * n, y_pixel_size=d["y_pixel_size"] * n,
                       beam_center_x=d["beam_center_x"] / n, beam_center_y=d["beam_center_y"] / n,
                       saturation_value=min(sat * n * n, top), count_time=d["count_time"],
-                      bit_depth_image=32)
+                      bit_depth_image=32, bit_depth_readout=32)
     elif args[0] == "sum":
         k = int(args[args.index("--frames") + 1])
         want = sum_frames(frames, k, source_saturation(src_master))
         fields = dict(x_pixel_size=d["x_pixel_size"], y_pixel_size=d["y_pixel_size"],
                       beam_center_x=d["beam_center_x"], beam_center_y=d["beam_center_y"],
                       saturation_value=min(sat * k, top), count_time=d["count_time"] * k,
-                      frame_time=d["frame_time"] * k, bit_depth_image=32)
+                      frame_time=d["frame_time"] * k, bit_depth_image=32, bit_depth_readout=32)
     elif args[0] == "roi":
         x, y, w, h = ROI
         want = frames[:, y: y + h, x: x + w]
