@@ -9,9 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from built import plugin_dir
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120
 H5DUMP = shutil.which("h5dump")
 
@@ -20,12 +19,6 @@ def mapped_plugins():
     """Our plugin libraries mapped into this process (what a worker reports)."""
     with open("/proc/self/maps") as m:
         return sorted({line.split()[-1] for line in m if "libhdrmx_h5" in line})
-
-
-def plugin_dir():
-    """Where the built plugins are: $HDRMX_PLUGIN_DIR (xtask sets it), else target/release."""
-    env = os.environ.get("HDRMX_PLUGIN_DIR")
-    return Path(env) if env else ROOT / "target" / "release"
 
 
 def dump_numbers(text):

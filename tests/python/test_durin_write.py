@@ -23,6 +23,8 @@ import hdf5plugin  # noqa: F401  (registers the reference filters with h5py)
 import numpy as np
 import pytest
 
+from built import HDRMX_MISSING, hdrmx_binary, plugin_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 DET = "/entry/instrument/detector"
 FRAMES = 7
@@ -30,20 +32,9 @@ PER_FILE = 3
 NX, NY = 1028, 1062  # EIGER2 1M
 
 
-def _hdrmx():
-    env = os.environ.get("HDRMX_BIN")
-    if env:
-        if not Path(env).is_file():
-            pytest.fail(f"HDRMX_BIN={env} does not exist")
-        return env
-    for p in (ROOT / "target/release/hdrmx", ROOT / "target/debug/hdrmx"):
-        if p.is_file():
-            return str(p)
-    pytest.skip("hdrmx binary not found: set HDRMX_BIN or build it (cargo build -p hdrmx-cli)",
-                allow_module_level=True)
-
-
-HDRMX = _hdrmx()
+HDRMX = hdrmx_binary()
+if HDRMX is None:
+    pytest.skip(HDRMX_MISSING, allow_module_level=True)
 
 
 @pytest.fixture(scope="module", params=[
@@ -163,8 +154,7 @@ H5DUMP = shutil.which("h5dump")
 @pytest.mark.skipif(H5DUMP is None, reason="h5dump not found (apt-get install hdf5-tools)")
 def test_h5dump_reads_a_frame(written, tmp_path):
     out, layout, _, _ = written
-    env_dir = os.environ.get("HDRMX_PLUGIN_DIR")
-    plugins = Path(env_dir) if env_dir else ROOT / "target" / "release"
+    plugins = plugin_dir()
     ours = tmp_path / "plugins"
     ours.mkdir()
     for name in ("libhdrmx_h5bshuf.so", "libhdrmx_h5lz4.so"):
@@ -198,8 +188,7 @@ def test_neggia_reads_the_same(written):
 
 
 def _xds_built():
-    env = os.environ.get("HDRMX_PLUGIN_DIR")
-    d = Path(env) if env else ROOT / "target" / "release"
+    d = plugin_dir()
     lib, host = d / "libhdrmx_xds.so", d / "hdrmx-xds-host"
     return (lib, host) if lib.is_file() and host.is_file() else None
 

@@ -36,6 +36,8 @@ import hdf5plugin  # noqa: F401  (the reference bitshuffle/LZ4 for the sources)
 import numpy as np
 import pytest
 
+from built import HDRMX_MISSING, hdrmx_binary, plugin_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 DET = "/entry/instrument/detector"
 U32_MAX = 2**32 - 1
@@ -43,21 +45,10 @@ I32_MAX = 2**31 - 1
 TIMEOUT = 300
 
 
-def _hdrmx():
-    env = os.environ.get("HDRMX_BIN")
-    if env:
-        if not Path(env).is_file():
-            pytest.fail(f"HDRMX_BIN={env} does not exist")
-        return env
-    for p in (ROOT / "target/release/hdrmx", ROOT / "target/debug/hdrmx"):
-        if p.is_file():
-            return str(p)
-    pytest.skip("hdrmx binary not found: set HDRMX_BIN or build it (cargo build -p hdrmx-cli)",
-                allow_module_level=True)
-
-
-HDRMX = _hdrmx()
-PLUGIN_DIR = Path(os.environ.get("HDRMX_PLUGIN_DIR") or ROOT / "target" / "release")
+HDRMX = hdrmx_binary()
+if HDRMX is None:
+    pytest.skip(HDRMX_MISSING, allow_module_level=True)
+PLUGIN_DIR = plugin_dir()
 
 
 def _built(*names, build):

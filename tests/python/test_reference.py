@@ -10,7 +10,6 @@ The binary comes from $HDRMX_BIN, else target/{release,debug}/hdrmx; without one
 tests are skipped.  Run:  HDRMX_BIN=target/release/hdrmx pytest tests/python
 """
 import io
-import os
 import struct
 import subprocess
 from pathlib import Path
@@ -20,6 +19,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+
+from built import HDRMX_MISSING, hdrmx_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DTYPES = ["uint8", "uint16", "uint32", "uint64"]
@@ -73,15 +74,10 @@ def make_data(dtype, n, kind="detector"):
 
 @pytest.fixture(scope="session")
 def hdrmx():
-    env = os.environ.get("HDRMX_BIN")
-    if env:
-        if not Path(env).is_file():
-            pytest.fail(f"HDRMX_BIN={env} does not exist")
-        return env
-    for p in (ROOT / "target/release/hdrmx", ROOT / "target/debug/hdrmx"):
-        if p.is_file():
-            return str(p)
-    pytest.skip("hdrmx binary not found: set HDRMX_BIN or build it (cargo build -p hdrmx-cli)")
+    path = hdrmx_binary()
+    if path is None:
+        pytest.skip(HDRMX_MISSING)
+    return path
 
 
 def cli_args(codec, elem_size, block, level):
